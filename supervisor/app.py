@@ -1,0 +1,259 @@
+"""One run, from data preparation to summary.json.
+
+Steps: register for signals and the whole-run timeout, start the orphan
+guard, prepare the data (decoded once, one partition file per client),
+start and supervise the fleet, then write summary.json and print the human
+summary. summary.json is written on every path out of `run()`.
+"""
+
+import asyncio
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import structlog
+
+from supervisor.child import Child
+from supervisor.config import Config, environment_summary, is_loopback
+from supervisor.exitcodes import ExitCode, for_signal
+from supervisor.fleet import Fleet, FleetOptions, Outcome, StopRequest
+from supervisor.live_table import render_table
+from supervisor.orphan_guard import OrphanGuard
+from supervisor.output import Display
+from supervisor.plan import WorkloadSettings, build_plan
+from supervisor.readiness import free_port
+from supervisor.resources import ResourceSampler
+from supervisor.rundir import RunDir, read_json, write_json
+from supervisor.summary import build_summary, render_summary
+from supervisor.teardown import become_subreaper
+from workloads.data import DataError, load_dataset, write_partitions
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How often the live table redraws at most while lines scroll, in seconds.
+_REDRAW_S = 0.1
+
+
+class Run:
+    """State of one run, shared by its steps."""
+
+    def __init__(self, config: Config, run_dir: RunDir, display: Display, colour: bool) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.display = display
+        self.colour = colour
+        self.started_at = time.time()
+        self.stop = StopRequest()
+        self.sampler = ResourceSampler(samples_path=run_dir.resources)
+        self.data: dict[str, Any] | None = None
+        self.port: int | None = None
+        self.fleet: Fleet | None = None
+        # Replaceable, so that tests can run the same steps with tiny children.
+        self.build_plan = build_plan
+        self._redraw_pending = False
+
+    async def execute(self) -> int:
+        """Run everything and return the exit code; summary.json is always written."""
+        loop = asyncio.get_running_loop()
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        if self.config.timeout_s is not None:
+            loop.call_later(self.config.timeout_s, self._on_timeout)
+
+        outcome = Outcome(ExitCode.WORKLOAD_FAILED, "the supervisor stopped unexpectedly")
+        guard = OrphanGuard()
+        monitor: asyncio.Task[None] | None = None
+        try:
+            log.info("run started", run_dir=str(self.run_dir.root), clients=self.config.clients,
+                     rounds=self.config.rounds, dataset=self.config.dataset)  # fmt: skip
+            if not is_loopback(self.config.host):
+                log.warning("the server listens beyond this machine and its gRPC traffic is unencrypted",
+                            host=self.config.host)  # fmt: skip
+            await guard.start()
+            become_subreaper()
+
+            prepared = await self._prepare_data()
+            if isinstance(prepared, Outcome):
+                outcome = prepared
+            else:
+                monitor = asyncio.create_task(self._monitor())
+                outcome = await self._run_fleet(guard, prepared)
+        except Exception as error:  # noqa: BLE001 - the summary must still be written
+            log.exception("supervisor error", error=repr(error))
+            outcome = Outcome(ExitCode.WORKLOAD_FAILED, f"supervisor error: {error!r}")
+        finally:
+            if monitor is not None:
+                monitor.cancel()
+                await asyncio.gather(monitor, return_exceptions=True)
+            await guard.close()
+            for signum in _SIGNALS:
+                loop.remove_signal_handler(signum)
+            self._finish(outcome)
+        return int(outcome.code)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.outcome is None:
+            log.warning("received signal; stopping the run", signal=name)
+        else:
+            log.warning("received signal again; killing every process now", signal=name)
+        self.stop.request(Outcome(for_signal(signum), f"interrupted by {name}"))
+
+    def _on_timeout(self) -> None:
+        seconds = self.config.timeout_s
+        log.error("--timeout expired; stopping the run", timeout_s=seconds)
+        self.stop.request(Outcome(ExitCode.TIMED_OUT, f"--timeout {seconds:g} s expired"))
+
+    async def _prepare_data(self) -> list[Any] | Outcome:
+        """Decode the data once and write one partition per client, off the event loop."""
+        config = self.config
+        warnings: list[str] = []
+
+        def prepare() -> dict[str, Any]:
+            dataset = load_dataset(
+                config.dataset, config.data_dir, seed=config.seed,
+                download_timeout_s=config.download_timeout_s, warn=warnings.append,
+            )  # fmt: skip
+            return write_partitions(dataset, config.clients, config.seed, self.run_dir.partitions)
+
+        began = time.monotonic()
+        task = asyncio.ensure_future(_in_thread(prepare))
+        stopped = asyncio.ensure_future(self.stop.requested.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        for message in warnings:
+            log.warning(message)
+        if not task.done():
+            assert self.stop.outcome is not None
+            return self.stop.outcome
+        try:
+            manifest = task.result()
+        except DataError as error:
+            log.error("invalid data", reason=str(error))
+            return Outcome(ExitCode.INVALID_INPUT, str(error))
+        self.data = manifest
+        log.info(
+            "data ready", dataset=manifest["dataset"], origin=manifest["origin"],
+            train_per_client=manifest["train_per_client"], test_per_client=manifest["test_per_client"],
+            took_s=round(time.monotonic() - began, 1),
+        )  # fmt: skip
+        return list(manifest["partitions"])
+
+    async def _run_fleet(self, guard: "OrphanGuard", partitions: list[Any]) -> Outcome:
+        config = self.config
+        self.port = config.port or free_port(config.host)
+        settings = WorkloadSettings(
+            host=config.host, port=self.port, clients=config.clients, rounds=config.rounds,
+            fraction_fit=config.fraction_fit, fraction_evaluate=config.fraction_evaluate,
+            round_timeout_s=config.round_timeout_s, steps_per_epoch=config.steps_per_epoch,
+            batch_size=config.batch_size, seed=config.seed,
+        )  # fmt: skip
+        plan = self.build_plan(settings, partitions, self.run_dir.history)
+
+        def started(child: Child) -> None:
+            assert child.pid is not None
+            guard.add(child.pid)
+            self.sampler.track(child.name, child.pid)
+            self._refresh_table()
+
+        def exited(child: Child) -> None:
+            self.sampler.mark_exited(child.name)
+            self._refresh_table()
+
+        self.fleet = Fleet(
+            plan=plan,
+            log_dir=self.run_dir.logs,
+            options=FleetOptions(grace_s=config.grace_s, ready_timeout_s=config.ready_timeout_s),
+            on_line=_log_line,
+            on_started=started,
+            on_exited=exited,
+            known_pids={guard.pid} if guard.pid else set(),
+        )
+        return await self.fleet.run(self.stop)
+
+    async def _monitor(self) -> None:
+        """Sample resources every interval; show the table or log a resources event."""
+        self.sampler.sample()
+        while True:
+            await asyncio.sleep(self.config.monitor_interval_s)
+            self.sampler.sample()
+            if self.display.live:
+                self._refresh_table()
+            else:
+                log.info("resources", **self._resources_fields())
+
+    def _resources_fields(self) -> dict[str, Any]:
+        machine = self.sampler.machine
+        return {
+            "processes": {
+                usage.name: {"pid": usage.pid, "cpu_percent": round(usage.cpu_percent, 1), "rss_bytes": usage.rss_bytes}
+                for usage in self.sampler.usage.values() if usage.alive
+            },
+            "machine_cpu_percent": round(machine.cpu_percent, 1),
+            "machine_memory_used_bytes": machine.memory_used_bytes,
+        }  # fmt: skip
+
+    def _refresh_table(self) -> None:
+        if not self.display.live or self.fleet is None:
+            return
+        self.display.show_table(render_table(self.fleet.children, self.sampler, self.started_at, self.colour))
+
+    def schedule_redraw(self) -> None:
+        """Redraw the table once, shortly, however many lines arrive meanwhile."""
+        if self._redraw_pending:
+            return
+        self._redraw_pending = True
+
+        def redraw() -> None:
+            self._redraw_pending = False
+            self.display.redraw()
+
+        asyncio.get_running_loop().call_later(_REDRAW_S, redraw)
+
+    def _finish(self, outcome: Outcome) -> None:
+        """Write summary.json, remove the partitions, print the human summary."""
+        self.display.close()
+        children = self.fleet.children if self.fleet else []
+        config = {**self.config.as_dict(), "environment": environment_summary()}
+        summary = build_summary(
+            config=config, outcome=outcome, started_at=self.started_at, children=children,
+            sampler=self.sampler, data=self.data, history=read_json(self.run_dir.history), port=self.port,
+        )  # fmt: skip
+        write_json(self.run_dir.summary, summary)
+        self.sampler.close()
+        shutil.rmtree(self.run_dir.partitions, ignore_errors=True)
+        log.info("run finished", outcome=outcome.status, exit_code=int(outcome.code), summary=str(self.run_dir.summary))
+        if self.config.log_format == "console":
+            out = sys.stdout
+            for line in render_summary(summary, str(self.run_dir.root)):
+                out.write(line + "\n")
+            out.flush()
+
+
+def _log_line(child: Child, stream: str, text: str, continued: bool) -> None:
+    if continued:
+        log.info("output", process=child.name, pid=child.pid, stream=stream, line=text, continued=True)
+    else:
+        log.info("output", process=child.name, pid=child.pid, stream=stream, line=text)
+
+
+async def _in_thread(function: Callable[[], T]) -> T:
+    """Run `function` in a daemon thread, so an interrupted run need not wait for it."""
+    loop = asyncio.get_running_loop()
+    future: Future[T] = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(function())
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+            future.set_exception(error)
+
+    threading.Thread(target=target, name="prepare-data", daemon=True).start()
+    return await asyncio.wrap_future(future, loop=loop)

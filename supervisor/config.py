@@ -1,0 +1,289 @@
+"""Parse and check the whole command line before anything starts.
+
+Every problem found here ends the run with exit code 2 and a message that
+names the option, the value and what to do instead.
+"""
+
+import argparse
+import ipaddress
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.exitcodes import help_table
+from supervisor.readiness import port_in_use
+
+
+class ConfigError(Exception):
+    """An invalid option value or combination; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs, checked. Durations are in seconds."""
+
+    clients: int
+    rounds: int
+    fraction_fit: float
+    fraction_evaluate: float
+    steps_per_epoch: int
+    batch_size: int
+    dataset: str
+    data_dir: Path | None
+    download_timeout_s: float
+    seed: int
+    host: str
+    port: int | None
+    ready_timeout_s: float
+    round_timeout_s: float | None
+    grace_s: float
+    timeout_s: float | None
+    monitor_interval_s: float
+    log_format: str
+    run_dir: Path | None
+    live: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+    def clients_per_round(self, fraction: float) -> int:
+        """Return how many clients FedAvg samples per round for `fraction`."""
+        return int(self.clients * fraction)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m supervisor",
+        description=(
+            "Run a Flower federated-learning simulation (one server, N Keras "
+            "clients training MobileNetV2 on CIFAR-10) as supervised "
+            "subprocesses on this machine: prefixed logs, live CPU and memory, "
+            "and a full teardown as soon as any process fails."
+        ),
+        epilog="exit codes:\n" + help_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    workload = parser.add_argument_group("federation")
+    workload.add_argument("--clients", type=int, default=10, help="number of client processes (default: 10)")
+    workload.add_argument(
+        "--rounds", type=int, default=3, help="federated rounds; the classic recipe uses 100 (default: 3)"
+    )
+    workload.add_argument(
+        "--fraction-fit", type=float, default=0.5, help="fraction of clients that train each round, in (0, 1] (default: 0.5)"
+    )
+    workload.add_argument(
+        "--fraction-evaluate",
+        type=float,
+        default=1.0,
+        help="fraction of clients that evaluate each round, in (0, 1] (default: 1.0)",
+    )
+    workload.add_argument("--steps-per-epoch", type=int, default=3, help="training steps per client per round (default: 3)")
+    workload.add_argument("--batch-size", type=int, default=32, help="examples per training step (default: 32)")
+    workload.add_argument("--seed", type=int, default=0, help="seed for the data shuffle and the clients (default: 0)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        choices=["auto", "cifar10", "synthetic"],
+        default="auto",
+        help=(
+            "cifar10 reads --data-dir, Keras's cache or downloads it and never falls back; "
+            "synthetic generates CIFAR-shaped data; auto takes CIFAR-10 when it can and "
+            "otherwise synthetic data with a warning (default: auto)"
+        ),
+    )
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        help="local CIFAR-10 in the python-batch layout: a folder that is or contains "
+        "cifar-10-batches-py/, or that contains cifar-10-python.tar.gz",
+    )
+    data.add_argument(
+        "--download-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time allowed for downloading CIFAR-10 when it is not cached, in seconds (default: 60)",
+    )
+
+    network = parser.add_argument_group("network")
+    network.add_argument(
+        "--host", default="127.0.0.1", help="address the server listens on (default: 127.0.0.1, loopback only)"
+    )
+    network.add_argument("--port", type=int, help="server port (default: a free port)")
+    network.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="time the server has to open its port, in seconds (default: 120)",
+    )
+
+    control = parser.add_argument_group("supervision")
+    control.add_argument(
+        "--round-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit for each round's fit and evaluate, passed to Flower, in seconds (default: none)",
+    )
+    control.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time between SIGTERM and SIGKILL at teardown, in seconds (default: 5)",
+    )
+    control.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time limit for the whole run, in seconds; exit code 124 when it expires (default: none)",
+    )
+    control.add_argument(
+        "--monitor-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time between CPU and memory samples, in seconds (default: 2)",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        default="console",
+        help="console: aligned, coloured lines; json: one JSON object per line on stdout (default: console)",
+    )
+    output.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live process table in a terminal; log a resources event per interval instead",
+    )
+    output.add_argument(
+        "--run-dir",
+        type=Path,
+        help="folder for logs, samples, history and summary.json (default: a new folder under runs/)",
+    )
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    """Parse `argv` and check every value; raise ConfigError on the first problem.
+
+    argparse itself exits with code 2 on unknown options and malformed values.
+    """
+    args = build_parser().parse_args(argv)
+    config = Config(
+        clients=args.clients,
+        rounds=args.rounds,
+        fraction_fit=args.fraction_fit,
+        fraction_evaluate=args.fraction_evaluate,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download_timeout_s=args.download_timeout,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+        ready_timeout_s=args.ready_timeout,
+        round_timeout_s=args.round_timeout,
+        grace_s=args.grace,
+        timeout_s=args.timeout,
+        monitor_interval_s=args.monitor_interval,
+        log_format=args.log_format,
+        run_dir=args.run_dir,
+        live=not args.no_live,
+    )
+    check_config(config)
+    return config
+
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError for the first invalid value or combination."""
+    _at_least("--clients", config.clients, 1)
+    _at_least("--rounds", config.rounds, 1)
+    _at_least("--steps-per-epoch", config.steps_per_epoch, 1)
+    _at_least("--batch-size", config.batch_size, 1)
+    for option, fraction in (("--fraction-fit", config.fraction_fit), ("--fraction-evaluate", config.fraction_evaluate)):
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"{option} {fraction} is outside (0, 1]; give a fraction such as 0.5")
+        sampled = config.clients_per_round(fraction)
+        if sampled < 1:
+            raise ConfigError(
+                f"{option} {fraction} of {config.clients} clients samples {sampled} clients per round; "
+                f"raise {option} to at least {1 / config.clients:.3g} or run more --clients"
+            )
+    for option, seconds in (
+        ("--grace", config.grace_s),
+        ("--download-timeout", config.download_timeout_s),
+    ):
+        if not seconds >= 0:
+            raise ConfigError(f"{option} {seconds} is negative; give a number of seconds, 0 or more")
+    for option, maybe_seconds in (
+        ("--ready-timeout", config.ready_timeout_s),
+        ("--monitor-interval", config.monitor_interval_s),
+        ("--timeout", config.timeout_s),
+        ("--round-timeout", config.round_timeout_s),
+    ):
+        if maybe_seconds is not None and not maybe_seconds > 0:
+            raise ConfigError(f"{option} {maybe_seconds} must be a positive number of seconds")
+
+    if config.dataset == "synthetic" and config.data_dir is not None:
+        raise ConfigError(
+            f"--data-dir {config.data_dir} conflicts with --dataset synthetic; drop one of them"
+        )
+    if config.data_dir is not None and not config.data_dir.is_dir():
+        raise ConfigError(
+            f"--data-dir {config.data_dir} is not a folder; point it at CIFAR-10 in the python-batch "
+            "layout, or use --dataset synthetic"
+        )
+
+    _check_host(config.host)
+    if config.port is not None:
+        if not 1 <= config.port <= 65535:
+            raise ConfigError(f"--port {config.port} is outside 1-65535; omit --port to use a free one")
+        if port_in_use(config.host, config.port):
+            raise ConfigError(
+                f"port {config.port} on {config.host} is already in use; choose another --port "
+                "or omit it to use a free one"
+            )
+
+
+def _at_least(option: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{option} {value} is below {minimum}; give {minimum} or more")
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(
+                f"--host {host} is not an IP address; give one such as 127.0.0.1"
+            ) from None
+
+
+def is_loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
+def default_run_dir(base: Path = Path("runs")) -> Path:
+    """Return a new time-stamped folder under `base` that does not exist yet."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = base / stamp
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = base / f"{stamp}-{suffix}"
+    return candidate
+
+
+def environment_summary() -> dict[str, str]:
+    """Return the settings from the environment that change a run."""
+    keys = ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "KERAS_HOME")
+    return {key: os.environ[key] for key in keys if key in os.environ}

@@ -1,0 +1,76 @@
+"""The run folder: raw logs, resource samples, round history and summary.json.
+
+Layout:
+    logs/<name>.stdout.log, logs/<name>.stderr.log   each child's bytes, unchanged
+    resources.csv                                    one row per process per sample
+    history.json                                     per-round loss and accuracy (server)
+    partitions/                                      the clients' data, removed at the end
+    summary.json                                     written on every exit path
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+class RunDirError(Exception):
+    """The run folder cannot be created or written; the message names the fix."""
+
+
+class RunDir:
+    """Paths inside one run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.partitions = root / "partitions"
+        self.resources = root / "resources.csv"
+        self.history = root / "history.json"
+        self.summary = root / "summary.json"
+
+
+def create_run_dir(root: Path) -> RunDir:
+    """Create `root` and its logs folder; raise RunDirError if that fails.
+
+    An existing folder is accepted only if it holds no summary.json, so that
+    one run never overwrites another's results.
+    """
+    run_dir = RunDir(root)
+    if run_dir.summary.exists():
+        raise RunDirError(
+            f"--run-dir {root} already holds a finished run (summary.json); choose a new folder "
+            "or omit --run-dir for a time-stamped one"
+        )
+    try:
+        run_dir.logs.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-", delete=True)
+        probe.close()
+    except OSError as error:
+        raise RunDirError(
+            f"cannot write the run folder {root}: {error.strerror or error}; "
+            "choose a writable --run-dir"
+        ) from error
+    return run_dir
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as JSON through a temporary file, so readers never see half a file."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, default=str)
+            handle.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    """Return the parsed file, or None if it is missing or not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
