@@ -1,0 +1,326 @@
+"""Flower server that runs FedAvg rounds and records them: `python -m workloads.server`.
+
+stdout carries only round events, one per line: the prefix "fl-event " and a
+compact JSON object with an "event" key (server_started, round_started,
+fit_done, evaluate_done, round_done, server_done, server_stopped,
+server_failed). Flower's own log goes to stderr.
+
+Exit status: 0 when all rounds ran; 1 when the server failed with an exception;
+2 on invalid arguments; 3 when SIGINT, SIGTERM or SIGQUIT stopped it before all
+rounds ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# runtime sets environment variables that flwr reads when imported.
+from workloads import runtime
+
+# isort: split
+
+from flwr.common import EvaluateIns, EvaluateRes, FitIns, FitRes, Parameters, Scalar
+from flwr.server import ServerConfig, start_server
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import FedAvg
+
+from workloads.files import write_json_atomically
+
+EVENT_PREFIX = "fl-event "
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_STOPPED = 3
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def print_event(event: dict[str, Any]) -> None:
+    """Print `event` to stdout as one "fl-event {json}" line and flush."""
+    print(EVENT_PREFIX + json.dumps(event, separators=(",", ":")), flush=True)
+
+
+def weighted_accuracy(metrics: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+    """Average the clients' "accuracy" weighted by their number of examples, or return {} when none reported it."""
+    pairs = [(num_examples, float(m["accuracy"])) for num_examples, m in metrics if "accuracy" in m]
+    total = sum(num_examples for num_examples, _ in pairs)
+    if total == 0:
+        return {}
+    return {"accuracy": sum(num_examples * accuracy for num_examples, accuracy in pairs) / total}
+
+
+def no_fit_metrics(metrics: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scalar]:
+    """Return {}: the clients report no training metrics to aggregate."""
+    return {}
+
+
+class RecordingFedAvg(FedAvg):
+    """FedAvg that emits an event at each round step and rewrites the history file after each round.
+
+    A round starts when configure_fit has sampled its clients, so started_at
+    excludes the wait for clients to connect. It ends in aggregate_evaluate, or
+    in configure_evaluate when no client is sampled for evaluation.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_rounds: int,
+        num_clients: int,
+        fraction_fit: float,
+        fraction_evaluate: float,
+        history_path: Path | None,
+        emit: EventSink = print_event,
+    ) -> None:
+        super().__init__(
+            fraction_fit=fraction_fit,
+            fraction_evaluate=fraction_evaluate,
+            min_available_clients=num_clients,
+            min_fit_clients=max(1, int(num_clients * fraction_fit)),
+            min_evaluate_clients=max(1, int(num_clients * fraction_evaluate)),
+            evaluate_metrics_aggregation_fn=weighted_accuracy,
+            # The clients return no fit metrics. An explicit function stops FedAvg
+            # from logging "No fit_metrics_aggregation_fn provided" in round 1.
+            fit_metrics_aggregation_fn=no_fit_metrics,
+            # No initial_parameters: Flower then requests them from one client. That
+            # keeps TensorFlow out of the server process, which starts in about a
+            # second and needs no GPU memory, and the weights come from the very
+            # model code the clients run.
+            initial_parameters=None,
+        )
+        self.num_rounds = num_rounds
+        self.num_clients = num_clients
+        self.history_path = history_path
+        self.emit = emit
+        self.rounds: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
+        self._current_started = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True once all num_rounds rounds have ended."""
+        return len(self.rounds) >= self.num_rounds
+
+    def history(self) -> dict[str, Any]:
+        """Return the history document: rounds so far, num_rounds and complete."""
+        return {"rounds": list(self.rounds), "num_rounds": self.num_rounds, "complete": self.complete}
+
+    def write_history(self) -> None:
+        """Rewrite the history file, if one was requested, atomically."""
+        if self.history_path is not None:
+            write_json_atomically(self.history_path, self.history())
+
+    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
+        """Announce that the gRPC server is listening, then let Flower fetch weights from a client."""
+        self.write_history()
+        self.emit({"event": "server_started", "num_rounds": self.num_rounds, "min_clients": self.num_clients})
+        return super().initialize_parameters(client_manager)
+
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        """Sample the fit clients (waiting until --clients are connected) and start the round record."""
+        if not parameters.tensors:
+            # Flower logs a warning and carries on with empty weights when the client
+            # that should provide the initial parameters fails, and every fit would then fail.
+            raise RuntimeError(
+                f"round {server_round} has no model weights to send because the client that "
+                "should provide the initial parameters failed or disconnected; check that client's log"
+            )
+        instructions = super().configure_fit(server_round, parameters, client_manager)
+        self._current = {
+            "round": server_round,
+            "started_at": time.time(),
+            "ended_at": None,
+            "duration_s": None,
+            "loss": None,
+            "accuracy": None,
+            "fit_results": 0,
+            "fit_failures": 0,
+            "evaluate_results": 0,
+            "evaluate_failures": 0,
+        }
+        self._current_started = time.monotonic()
+        self.emit({"event": "round_started", "round": server_round, "clients": len(instructions)})
+        return instructions
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Record fit results and failures, then average the weights as FedAvg does."""
+        record = self._round(server_round)
+        record["fit_results"] = len(results)
+        record["fit_failures"] = len(failures)
+        self.emit({"event": "fit_done", "round": server_round, "results": len(results), "failures": len(failures)})
+        return super().aggregate_fit(server_round, results, failures)
+
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        """Sample the evaluate clients, and end the round here when none is sampled."""
+        instructions = super().configure_evaluate(server_round, parameters, client_manager)
+        if not instructions:
+            self._end_round(server_round)
+        return instructions
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        """Average loss and accuracy weighted by examples, then end the round."""
+        loss, metrics = super().aggregate_evaluate(server_round, results, failures)
+        record = self._round(server_round)
+        record["evaluate_results"] = len(results)
+        record["evaluate_failures"] = len(failures)
+        record["loss"] = _finite_or_none(loss)
+        accuracy = metrics.get("accuracy")
+        record["accuracy"] = _finite_or_none(float(accuracy)) if isinstance(accuracy, (int, float)) else None
+        self.emit(
+            {
+                "event": "evaluate_done",
+                "round": server_round,
+                "results": len(results),
+                "failures": len(failures),
+            }
+        )
+        self._end_round(server_round)
+        return loss, metrics
+
+    def _round(self, server_round: int) -> dict[str, Any]:
+        if self._current is None or self._current["round"] != server_round:
+            raise RuntimeError(f"round {server_round} has no record: configure_fit was not called for it")
+        return self._current
+
+    def _end_round(self, server_round: int) -> None:
+        record = self._round(server_round)
+        record["ended_at"] = time.time()
+        record["duration_s"] = time.monotonic() - self._current_started
+        self.rounds.append(record)
+        self._current = None
+        self.write_history()
+        self.emit({"event": "round_done", **record})
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """Return `value`, or None for None, NaN and infinities, which JSON cannot carry."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m workloads.server",
+        description="Run a Flower server with FedAvg for a fixed number of rounds.",
+    )
+    parser.add_argument("--address", required=True, help="address to listen on, HOST:PORT")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        required=True,
+        help="number of clients that must be connected before a round starts",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="number of rounds (default: 3)")
+    parser.add_argument(
+        "--fraction-fit", type=float, default=0.5, help="fraction of clients trained each round (default: 0.5)"
+    )
+    parser.add_argument(
+        "--fraction-evaluate",
+        type=float,
+        default=1.0,
+        help="fraction of clients evaluated each round; 0 skips evaluation (default: 1.0)",
+    )
+    parser.add_argument(
+        "--round-timeout",
+        type=float,
+        help="seconds the server waits for each client reply before counting it as a failure (default: no limit)",
+    )
+    parser.add_argument("--history", type=Path, help="JSON file rewritten after each round")
+
+    args = parser.parse_args(argv)
+    if args.clients < 1:
+        parser.error(f"--clients must be >= 1, got {args.clients}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    for option, value in (("--fraction-fit", args.fraction_fit), ("--fraction-evaluate", args.fraction_evaluate)):
+        if not 0.0 <= value <= 1.0:
+            parser.error(f"{option} must be between 0 and 1, got {value}")
+    if args.round_timeout is not None and args.round_timeout <= 0:
+        parser.error(f"--round-timeout must be > 0, got {args.round_timeout}")
+    if args.history is not None and not args.history.parent.is_dir():
+        parser.error(f"--history folder {args.history.parent} does not exist; create it first")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server from the command line and return the exit status."""
+    args = _parse_args(argv)
+    logger = runtime.setup_logging("server")
+    strategy = RecordingFedAvg(
+        num_rounds=args.rounds,
+        num_clients=args.clients,
+        fraction_fit=args.fraction_fit,
+        fraction_evaluate=args.fraction_evaluate,
+        history_path=args.history,
+    )
+
+    def summary() -> dict[str, Any]:
+        return {"rounds_completed": len(strategy.rounds), "num_rounds": args.rounds}
+
+    try:
+        start_server(
+            server_address=args.address,
+            config=ServerConfig(num_rounds=args.rounds, round_timeout=args.round_timeout),
+            strategy=strategy,
+        )
+    except SystemExit as exit_request:
+        # start_server installs handlers that turn SIGINT, SIGTERM and SIGQUIT into
+        # SystemExit(0). It also calls sys.exit(message) for an unparsable address.
+        if isinstance(exit_request.code, str):
+            logger.error("server failed: %s", exit_request.code)
+            print_event({"event": "server_failed", "error": exit_request.code, **summary()})
+            return EXIT_FAILED
+        if strategy.complete:
+            print_event({"event": "server_done", "complete": True, **summary()})
+            return EXIT_OK
+        logger.warning("server stopped by a signal after %d of %d rounds", len(strategy.rounds), args.rounds)
+        print_event({"event": "server_stopped", "complete": False, **summary()})
+        return EXIT_STOPPED
+    except Exception as error:
+        logger.exception("server failed after %d of %d rounds", len(strategy.rounds), args.rounds)
+        print_event({"event": "server_failed", "error": f"{type(error).__name__}: {error}", **summary()})
+        return EXIT_FAILED
+
+    print_event({"event": "server_done", "complete": strategy.complete, **summary()})
+    return EXIT_OK if strategy.complete else EXIT_FAILED
+
+
+def run_and_exit() -> None:
+    """Run main() and end the process with its status without waiting for leftover threads.
+
+    When start_server raises, its gRPC server keeps running with worker threads
+    blocked on client streams, and a normal interpreter exit would wait for them
+    indefinitely (seen with flwr 1.42 and grpcio 1.85). os._exit skips that wait,
+    so output is flushed first.
+    """
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    run_and_exit()
