@@ -76,13 +76,13 @@ class Run:
             if not is_loopback(self.config.host):
                 log.warning("the server listens beyond this machine and its gRPC traffic is unencrypted",
                             host=self.config.host)  # fmt: skip
-            await guard.start()
-            become_subreaper()
-
             prepared = await self._prepare_data()
             if isinstance(prepared, Outcome):
                 outcome = prepared
             else:
+                # Nothing is spawned before the data is known to be good.
+                await guard.start()
+                become_subreaper()
                 monitor = asyncio.create_task(self._monitor())
                 outcome = await self._run_fleet(guard, prepared)
         except Exception as error:  # noqa: BLE001 - the summary must still be written

@@ -66,6 +66,8 @@ class ConsoleRenderer:
         level = str(event.get("level", "info"))
         if "line" in event:
             text = str(event["line"])
+        elif event.get("event") == "resources":
+            text = _format_resources(event)
         else:
             extras = " ".join(f"{key}={_format_value(value)}" for key, value in event.items() if key not in _PLACED)
             text = str(event.get("event", ""))
@@ -78,6 +80,15 @@ class ConsoleRenderer:
         if self.colour:
             return f"{_DIM}{stamp}{_RESET} {self.name_colour(name)}{padded}{_RESET} {_DIM}|{_RESET} {text}"
         return f"{stamp} {padded} | {text}"
+
+
+def _format_resources(event: MutableMapping[str, Any]) -> str:
+    parts = [
+        f"{name} {usage['cpu_percent']:.0f}% {format_bytes(usage['rss_bytes'])}"
+        for name, usage in event.get("processes", {}).items()
+    ]
+    machine = f"machine {event.get('machine_cpu_percent', 0):.0f}% {format_bytes(event.get('machine_memory_used_bytes', 0))}"
+    return "resources: " + ", ".join([*parts, machine])
 
 
 def _format_value(value: Any) -> str:

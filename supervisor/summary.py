@@ -60,12 +60,22 @@ def build_summary(
     }
 
 
+_HEADLINES = {
+    "succeeded": "Run succeeded",
+    "failed": "Run failed",
+    "invalid input": "Run did not start (invalid input)",
+    "timed out": "Run timed out",
+    "interrupted": "Run interrupted",
+}
+
+
 def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
     """Return the lines printed after the run: outcome, rounds, per-process peaks."""
     outcome = summary["outcome"]
+    headline = _HEADLINES.get(outcome["status"], f"Run {outcome['status']}")
     lines = [
         "",
-        f"Run {outcome['status']} in {format_duration(summary['wall_seconds'])} "
+        f"{headline} after {format_duration(summary['wall_seconds'])} "
         f"(exit code {outcome['exit_code']}): {outcome['reason']}",
     ]
     data = summary.get("data") or {}
@@ -87,7 +97,7 @@ def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
             cpu = f"{process['cpu_seconds']:.1f}" if process["cpu_seconds"] is not None else "-"
             status = process["status"] + (" (stopped by the supervisor)" if process["stopped_by_supervisor"] else "")
             lines.append(f"{process['name']:<{width}}  {process['pid'] or '-':>7}  {peak:>11}  {cpu:>7}  {status}")
-    lines += ["", f"Run folder: {run_dir} (summary.json, history.json, resources.csv, logs/)"]
+    lines += ["", f"Run folder: {run_dir}"]
     return lines
 
 

@@ -69,7 +69,9 @@ async def stop_children(
     started = [child for child in children if child.pid is not None]
     known = {*known_pids, *(child.pid for child in started if child.pid is not None)}
 
-    # Ask every group to stop.
+    # Ask every group to stop. Orphans that already exited are reaped first,
+    # so that a group holding only zombies does not count as running.
+    reap_orphans(known)
     for child in started:
         if child.running:
             child.stopped_by_supervisor = True
