@@ -26,8 +26,10 @@ _NAME_COLOURS = ["\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[35m", "\x1b[92m", "\x
 _SERVER_COLOUR = "\x1b[36m"
 _SUPERVISOR_COLOUR = "\x1b[1;37m"
 
-# Fields the console shows in fixed places rather than as key=value pairs.
+# Fields the console shows in fixed places rather than as key=value pairs,
+# and fields too long for a terminal line (JSON output and summary.json keep them).
 _PLACED = {"event", "timestamp", "level", "process"}
+_CONSOLE_HIDDEN = {"argv"}
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -69,7 +71,11 @@ class ConsoleRenderer:
         elif event.get("event") == "resources":
             text = _format_resources(event)
         else:
-            extras = " ".join(f"{key}={_format_value(value)}" for key, value in event.items() if key not in _PLACED)
+            extras = " ".join(
+                f"{key}={_format_value(value)}"
+                for key, value in event.items()
+                if key not in _PLACED and key not in _CONSOLE_HIDDEN
+            )
             text = str(event.get("event", ""))
             if extras:
                 text += " " + extras
