@@ -1,8 +1,8 @@
 """One run, from data preparation to summary.json.
 
-Steps: register for signals and the whole-run timeout, start the orphan
-guard, prepare the data (decoded once, one partition file per client),
-start and supervise the fleet, then write summary.json and print the human
+Steps: register for signals and the whole-run timeout, prepare the data
+(decoded once, one partition file per client), start the orphan guard, start
+and supervise the fleet, then write summary.json and print the human
 summary. summary.json is written on every path out of `run()`.
 """
 
@@ -85,7 +85,7 @@ class Run:
                 become_subreaper()
                 monitor = asyncio.create_task(self._monitor())
                 outcome = await self._run_fleet(guard, prepared)
-        except Exception as error:  # noqa: BLE001 - the summary must still be written
+        except Exception as error:
             log.exception("supervisor error", error=repr(error))
             outcome = Outcome(ExitCode.WORKLOAD_FAILED, f"supervisor error: {error!r}")
         finally:
@@ -252,7 +252,7 @@ async def _in_thread(function: Callable[[], T]) -> T:
     def target() -> None:
         try:
             future.set_result(function())
-        except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+        except BaseException as error:
             future.set_exception(error)
 
     threading.Thread(target=target, name="prepare-data", daemon=True).start()

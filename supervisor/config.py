@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=int, default=3, help="federated rounds; the classic recipe uses 100 (default: 3)"
     )
     workload.add_argument(
-        "--fraction-fit", type=float, default=0.5, help="fraction of clients that train each round, in (0, 1] (default: 0.5)"
+        "--fraction-fit",
+        type=float,
+        default=0.5,
+        help="fraction of clients that train each round, in (0, 1] (default: 0.5)",
     )
     workload.add_argument(
         "--fraction-evaluate",
@@ -80,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="fraction of clients that evaluate each round, in (0, 1] (default: 1.0)",
     )
-    workload.add_argument("--steps-per-epoch", type=int, default=3, help="training steps per client per round (default: 3)")
+    workload.add_argument(
+        "--steps-per-epoch", type=int, default=3, help="training steps per client per round (default: 3)"
+    )
     workload.add_argument("--batch-size", type=int, default=32, help="examples per training step (default: 32)")
     workload.add_argument("--seed", type=int, default=0, help="seed for the data shuffle and the clients (default: 0)")
 
@@ -208,7 +213,10 @@ def check_config(config: Config) -> None:
     _at_least("--rounds", config.rounds, 1)
     _at_least("--steps-per-epoch", config.steps_per_epoch, 1)
     _at_least("--batch-size", config.batch_size, 1)
-    for option, fraction in (("--fraction-fit", config.fraction_fit), ("--fraction-evaluate", config.fraction_evaluate)):
+    for option, fraction in (
+        ("--fraction-fit", config.fraction_fit),
+        ("--fraction-evaluate", config.fraction_evaluate),
+    ):
         if not 0 < fraction <= 1:
             raise ConfigError(f"{option} {fraction} is outside (0, 1]; give a fraction such as 0.5")
         sampled = config.clients_per_round(fraction)
@@ -233,9 +241,7 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"{option} {maybe_seconds} must be a positive number of seconds")
 
     if config.dataset == "synthetic" and config.data_dir is not None:
-        raise ConfigError(
-            f"--data-dir {config.data_dir} conflicts with --dataset synthetic; drop one of them"
-        )
+        raise ConfigError(f"--data-dir {config.data_dir} conflicts with --dataset synthetic; drop one of them")
     if config.data_dir is not None and not config.data_dir.is_dir():
         raise ConfigError(
             f"--data-dir {config.data_dir} is not a folder; point it at CIFAR-10 in the python-batch "
@@ -263,9 +269,7 @@ def _check_host(host: str) -> None:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
-            raise ConfigError(
-                f"--host {host} is not an IP address; give one such as 127.0.0.1"
-            ) from None
+            raise ConfigError(f"--host {host} is not an IP address; give one such as 127.0.0.1") from None
 
 
 def is_loopback(host: str) -> bool:

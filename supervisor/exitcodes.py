@@ -5,7 +5,7 @@ import signal
 
 
 class ExitCode(enum.IntEnum):
-    """How a run ended, as the supervisor's exit status."""
+    """The supervisor's exit status for each way a run can end."""
 
     OK = 0
     WORKLOAD_FAILED = 1

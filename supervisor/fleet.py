@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -33,7 +34,7 @@ log = structlog.get_logger()
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended: the exit code, a one-line reason, the process to blame."""
+    """The end of a run: its exit code, a one-line reason and the process to blame."""
 
     code: ExitCode
     reason: str
@@ -154,7 +155,8 @@ class Fleet:
         assert server.exited is not None
         began = time.monotonic()
         ready = asyncio.create_task(wait_for_port(self.plan.host, port, self.options.ready_timeout_s))
-        await asyncio.wait({ready, server.exited}, return_when=asyncio.FIRST_COMPLETED)
+        exited: asyncio.Future[Any] = server.exited
+        await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
         if server.exited.done():
             ready.cancel()
             await asyncio.gather(ready, return_exceptions=True)

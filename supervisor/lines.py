@@ -8,7 +8,7 @@ bytes and keeps a multi-byte character that straddles two chunks intact.
 
 import codecs
 
-# Longest line, in characters, that is emitted as one event. A longer line is
+# Maximum line length, in characters, emitted as one event. A longer line is
 # emitted in pieces of this size, each marked as continued, so that nothing is
 # dropped and no single event can hold megabytes.
 MAX_LINE_CHARS = 16 * 1024
@@ -50,10 +50,7 @@ class LineSplitter:
         if len(line) <= self._max:
             return [(line, False)]
         count = (len(line) + self._max - 1) // self._max
-        return [
-            (line[i * self._max : (i + 1) * self._max], i < count - 1)
-            for i in range(count)
-        ]
+        return [(line[i * self._max : (i + 1) * self._max], i < count - 1) for i in range(count)]
 
     def _trim_pending(self, lines: list[tuple[str, bool]]) -> None:
         """Keep the unterminated remainder below the line limit.

@@ -93,7 +93,9 @@ def _format_resources(event: MutableMapping[str, Any]) -> str:
         f"{name} {usage['cpu_percent']:.0f}% {format_bytes(usage['rss_bytes'])}"
         for name, usage in event.get("processes", {}).items()
     ]
-    machine = f"machine {event.get('machine_cpu_percent', 0):.0f}% {format_bytes(event.get('machine_memory_used_bytes', 0))}"
+    machine = (
+        f"machine {event.get('machine_cpu_percent', 0):.0f}% {format_bytes(event.get('machine_memory_used_bytes', 0))}"
+    )
     return "resources: " + ", ".join([*parts, machine])
 
 
@@ -215,7 +217,7 @@ def configure_logging(
 ) -> tuple[Display, ConsoleRenderer | None]:
     """Configure structlog for the whole process and return the display it writes to.
 
-    `live` asks for the live table; it is honoured only on a terminal with
+    `live` requests the live table, which is shown only on a terminal with
     the console format.
     """
     stream = stream or sys.stdout

@@ -1,6 +1,6 @@
 """Turn a configuration into the processes to start and their order.
 
-This is the only module that knows the workloads' command lines. The fleet
+This is the only module that builds the workloads' command lines. The fleet
 starts the server, waits for `ready_port`, then starts the clients.
 """
 
@@ -22,7 +22,7 @@ class ProcessSpec:
     """One process to start: its name in logs, command line and role.
 
     `ready_port` is set for the server only: the clients start once a TCP
-    connection to it succeeds. `env` holds variables added to the
+    connection to it succeeds. `env` contains variables added to the
     supervisor's own environment.
     """
 
@@ -48,7 +48,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class WorkloadSettings:
-    """What the plan needs from the configuration."""
+    """The settings from the configuration that the plan uses."""
 
     host: str
     port: int
@@ -62,9 +62,7 @@ class WorkloadSettings:
     seed: int
 
 
-def build_plan(
-    settings: WorkloadSettings, partitions: list[Path], history_path: Path
-) -> Plan:
+def build_plan(settings: WorkloadSettings, partitions: list[Path], history_path: Path) -> Plan:
     """Return the server and one client per partition file."""
     address = _address(settings.host, settings.port)
     env = _child_environment()
@@ -80,9 +78,7 @@ def build_plan(
     ]  # fmt: skip
     if settings.round_timeout_s is not None:
         server_argv += ["--round-timeout", repr(settings.round_timeout_s)]
-    server = ProcessSpec(
-        "server", server_argv, "server", env=env, ready_port=settings.port
-    )
+    server = ProcessSpec("server", server_argv, "server", env=env, ready_port=settings.port)
 
     clients = []
     for index, partition in enumerate(partitions):

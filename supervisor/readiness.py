@@ -52,7 +52,7 @@ def free_port(host: str) -> int:
     """Return a port on `host` that nothing is bound to right now.
 
     NOTE: another program can take the port between this call and the
-    server's bind; the server then fails to start and the run stops with a
+    server's bind. The server then fails to start and the run stops with a
     message naming it, so the race costs a retry, not a hang.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -9,7 +9,7 @@ import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import psutil
 
@@ -52,7 +52,7 @@ class ResourceSampler:
     machine: Machine = field(default_factory=Machine)
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
     _file: TextIO | None = None
-    _writer: "csv._writer | None" = None
+    _writer: Any = None
 
     def track(self, name: str, pid: int) -> None:
         self.usage[name] = Usage(name=name, pid=pid)

@@ -34,23 +34,22 @@ class RunDir:
 def create_run_dir(root: Path) -> RunDir:
     """Create `root` and its logs folder; raise RunDirError if that fails.
 
-    An existing folder is accepted only if it holds no summary.json, so that
+    An existing folder is accepted only if it contains no summary.json, so that
     one run never overwrites another's results.
     """
     run_dir = RunDir(root)
     if run_dir.summary.exists():
         raise RunDirError(
-            f"--run-dir {root} already holds a finished run (summary.json); choose a new folder "
+            f"--run-dir {root} already contains a finished run (summary.json); choose a new folder "
             "or omit --run-dir for a time-stamped one"
         )
     try:
         run_dir.logs.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+            pass
     except OSError as error:
         raise RunDirError(
-            f"cannot write the run folder {root}: {error.strerror or error}; "
-            "choose a writable --run-dir"
+            f"cannot write the run folder {root}: {error.strerror or error}; choose a writable --run-dir"
         ) from error
     return run_dir
 

@@ -80,8 +80,10 @@ def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
     ]
     data = summary.get("data") or {}
     if data:
-        lines.append(f"Data: {data.get('dataset')} from {data.get('origin')}, "
-                     f"{data.get('train_per_client')} train / {data.get('test_per_client')} test examples per client")
+        lines.append(
+            f"Data: {data.get('dataset')} from {data.get('origin')}, "
+            f"{data.get('train_per_client')} train / {data.get('test_per_client')} test examples per client"
+        )
     if summary["rounds"]:
         lines += ["", f"{'round':>5}  {'loss':>8}  {'accuracy':>8}  {'time':>8}"]
         for entry in summary["rounds"]:

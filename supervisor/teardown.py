@@ -6,12 +6,13 @@ SIGTERM) is named in a WARNING and gets SIGKILL. Teardown returns only once
 every child has been reaped, so no process of the run is left, also when it
 was started because the supervisor itself was interrupted.
 
-Grandchildren whose parent exited are re-parented to the supervisor, which
-registers as a child subreaper on Linux, and reaped here; otherwise they would
-stay zombies of an init process that may never reap them.
+The supervisor registers as a child subreaper on Linux, so grandchildren
+whose parent exited are re-parented to it and reaped here. Otherwise they
+would stay zombies of an init process that may never reap them.
 """
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -53,10 +54,8 @@ def reap_orphans(known_pids: Iterable[int]) -> None:
     for proc in psutil.Process().children():
         if proc.pid in skip:
             continue
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(proc.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 async def stop_children(
@@ -103,7 +102,8 @@ async def stop_children(
     if waits:
         await asyncio.wait(waits, timeout=KILL_WAIT_S)
     kill_deadline = time.monotonic() + KILL_WAIT_S
-    while _alive_groups(started, known) and time.monotonic() < kill_deadline:
+    # No event marks a process group becoming empty, so it is polled.
+    while _alive_groups(started, known) and time.monotonic() < kill_deadline:  # noqa: ASYNC110
         await asyncio.sleep(POLL_S)
     await asyncio.gather(*(child.drain(PIPE_DRAIN_S) for child in started))
     reap_orphans(known)

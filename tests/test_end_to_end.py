@@ -23,8 +23,15 @@ def test_two_clients_two_rounds_on_synthetic_data(tmp_path: Path) -> None:
         sys.executable, "-m", "supervisor", "--clients", "2", "--rounds", "2", "--dataset", "synthetic",
         "--log-format", "json", "--run-dir", str(run_dir), "--monitor-interval", "1",
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_DEADLINE_S,
-                            env={**_environment(), "PYTHONPATH": str(PROJECT)}, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        env={**_environment(), "PYTHONPATH": str(PROJECT)},
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     records = [json.loads(line) for line in result.stdout.splitlines()]
@@ -41,8 +48,12 @@ def test_two_clients_two_rounds_on_synthetic_data(tmp_path: Path) -> None:
         assert entry["loss"] > 0
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["outcome"] == {"status": "succeeded", "exit_code": 0,
-                                  "reason": "every process finished cleanly", "failed_process": None}
+    assert summary["outcome"] == {
+        "status": "succeeded",
+        "exit_code": 0,
+        "reason": "every process finished cleanly",
+        "failed_process": None,
+    }
     assert summary["data"]["dataset"] == "synthetic"
     assert summary["rounds_completed"] == 2
     processes = {process["name"]: process for process in summary["processes"]}

@@ -26,7 +26,7 @@ def main() -> int:
     config = parse_config(options)
     assert config.run_dir is not None and config.port is not None
     run_dir = create_run_dir(config.run_dir)
-    display, renderer = configure_logging(config.log_format, sys.stdout, 10, live=False)
+    display, _renderer = configure_logging(config.log_format, sys.stdout, 10, live=False)
     run = Run(config, run_dir, display, colour=False)
 
     async def no_data() -> list[Any]:

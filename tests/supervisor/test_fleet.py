@@ -25,17 +25,21 @@ class Recorder:
         self.lines.append((child.name, stream, text, continued))
 
 
-def run_fleet(plan: Plan, tmp_path: Path, grace_s: float = 1.0, ready_timeout_s: float = 10.0,
-              stop_after_s: float | None = None) -> tuple[Outcome, Fleet, Recorder]:
+def run_fleet(
+    plan: Plan, tmp_path: Path, grace_s: float = 1.0, ready_timeout_s: float = 10.0, stop_after_s: float | None = None
+) -> tuple[Outcome, Fleet, Recorder]:
     recorder = Recorder()
-    fleet = Fleet(plan=plan, log_dir=tmp_path, options=FleetOptions(grace_s=grace_s, ready_timeout_s=ready_timeout_s),
-                  on_line=recorder)
+    fleet = Fleet(
+        plan=plan,
+        log_dir=tmp_path,
+        options=FleetOptions(grace_s=grace_s, ready_timeout_s=ready_timeout_s),
+        on_line=recorder,
+    )
 
     async def main() -> Outcome:
         stop = StopRequest()
         if stop_after_s is not None:
-            asyncio.get_running_loop().call_later(
-                stop_after_s, stop.request, Outcome(ExitCode.TIMED_OUT, "test stop"))
+            asyncio.get_running_loop().call_later(stop_after_s, stop.request, Outcome(ExitCode.TIMED_OUT, "test stop"))
         return await asyncio.wait_for(fleet.run(stop), DEADLINE_S)
 
     return asyncio.run(main()), fleet, recorder
@@ -51,8 +55,9 @@ def wait_for_file(path: Path, timeout_s: float = 10.0) -> int:
 
 def test_clean_run_succeeds(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
-    plan = children.plan(children.listening_server(port, run_s=0.5), port,
-                         [("client-0", children.client_until_server_stops(port))])
+    plan = children.plan(
+        children.listening_server(port, run_s=0.5), port, [("client-0", children.client_until_server_stops(port))]
+    )
     outcome, fleet, recorder = run_fleet(plan, tmp_path)
     assert outcome.code == ExitCode.OK
     assert [child.returncode for child in fleet.children] == [0, 0]
@@ -109,11 +114,15 @@ def test_failing_client_tears_down_everything(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
     stubborn_pid_file = tmp_path / "stubborn.pid"
     grandchild_pid_file = tmp_path / "grandchild.pid"
-    plan = children.plan(children.listening_server(port, run_s=60), port, [
-        ("client-0", children.sleeper(ignore_sigterm=True, pid_file=str(stubborn_pid_file))),
-        ("client-1", children.forking_parent(str(grandchild_pid_file))),
-        ("client-2", children.failing_after(1.0, exit_code=3)),
-    ])
+    plan = children.plan(
+        children.listening_server(port, run_s=60),
+        port,
+        [
+            ("client-0", children.sleeper(ignore_sigterm=True, pid_file=str(stubborn_pid_file))),
+            ("client-1", children.forking_parent(str(grandchild_pid_file))),
+            ("client-2", children.failing_after(1.0, exit_code=3)),
+        ],
+    )
     with capture_logs() as events:
         outcome, fleet, _ = run_fleet(plan, tmp_path, grace_s=1.0)
 
@@ -133,8 +142,9 @@ def test_failing_client_tears_down_everything(tmp_path: Path) -> None:
 
 def test_client_exiting_early_is_a_failure(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
-    plan = children.plan(children.listening_server(port, run_s=60), port,
-                         [("client-0", children.failing_after(0.1, exit_code=0))])
+    plan = children.plan(
+        children.listening_server(port, run_s=60), port, [("client-0", children.failing_after(0.1, exit_code=0))]
+    )
     outcome, _, _ = run_fleet(plan, tmp_path)
     assert outcome.code == ExitCode.WORKLOAD_FAILED
     assert outcome.failed_process == "client-0"
@@ -151,7 +161,7 @@ def test_stop_request_ends_run_with_its_code(tmp_path: Path) -> None:
 
 def test_output_kept_byte_for_byte(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
-    payload = (b"x" * 1_000_000 + b"\n" + b"10%\r20%\r30%\n" + b"bad \xff byte\n" + b"no newline at end")
+    payload = b"x" * 1_000_000 + b"\n" + b"10%\r20%\r30%\n" + b"bad \xff byte\n" + b"no newline at end"
     payload_file = tmp_path / "payload.bin"
     payload_file.write_bytes(payload)
     server = children.python(f"""
@@ -165,8 +175,9 @@ def test_output_kept_byte_for_byte(tmp_path: Path) -> None:
         sys.stdout.flush()
         time.sleep(1)
     """)
-    outcome, _, recorder = run_fleet(children.plan(server, port, [("client-0", children.client_until_server_stops(port))]),
-                                     tmp_path)
+    outcome, _, recorder = run_fleet(
+        children.plan(server, port, [("client-0", children.client_until_server_stops(port))]), tmp_path
+    )
     assert outcome.code == ExitCode.OK
     assert (tmp_path / "server.stdout.log").read_bytes() == payload
     server_lines = [(text, continued) for name, stream, text, continued in recorder.lines if name == "server"]

@@ -1,7 +1,6 @@
 """The whole run in a subprocess: signals, --timeout and a killed supervisor."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,18 +17,43 @@ PROJECT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0
 
 
-def start_driver(tmp_path: Path, clients: list[tuple[str, list[str]]], *options: str,
-                 server_run_s: float = 60, port: int | None = None) -> tuple[subprocess.Popen[str], Path]:
+def start_driver(
+    tmp_path: Path,
+    clients: list[tuple[str, list[str]]],
+    *options: str,
+    server_run_s: float = 60,
+    port: int | None = None,
+) -> tuple[subprocess.Popen[str], Path]:
     port = port or free_port("127.0.0.1")
     spec = {"server": children.listening_server(port, run_s=server_run_s), "clients": clients}
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "tests.supervisor.driver", str(spec_file), "--",
-               "--clients", str(max(1, len(clients))), "--fraction-fit", "1", "--dataset", "synthetic", "--port", str(port),
-               "--run-dir", str(run_dir), "--log-format", "json", "--monitor-interval", "0.5", *options]
-    process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "tests.supervisor.driver",
+        str(spec_file),
+        "--",
+        "--clients",
+        str(max(1, len(clients))),
+        "--fraction-fit",
+        "1",
+        "--dataset",
+        "synthetic",
+        "--port",
+        str(port),
+        "--run-dir",
+        str(run_dir),
+        "--log-format",
+        "json",
+        "--monitor-interval",
+        "0.5",
+        *options,
+    ]
+    process = subprocess.Popen(
+        command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+    )
     return process, run_dir
 
 
@@ -61,6 +85,7 @@ def test_signal_stops_run_with_code(tmp_path: Path, signum: int, code: int) -> N
     process.send_signal(signum)
     returncode, records = finish(process)
     assert returncode == code
+    assert any(record["event"] == "received signal; stopping the run" for record in records)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["outcome"]["exit_code"] == code
     assert summary["outcome"]["status"] == "interrupted"
@@ -90,20 +115,25 @@ def test_timeout_expires_with_124(tmp_path: Path) -> None:
 
 def test_every_stdout_line_is_json(tmp_path: Path) -> None:
     port = free_port("127.0.0.1")
-    process, run_dir = start_driver(tmp_path, [("client-0", children.client_until_server_stops(port))],
-                                    server_run_s=1, port=port)
+    process, run_dir = start_driver(
+        tmp_path, [("client-0", children.client_until_server_stops(port))], server_run_s=1, port=port
+    )
     returncode, records = finish(process)
     assert returncode == 0
+    assert (run_dir / "summary.json").exists()
     assert any(record.get("line") == "server gone, done" for record in records)
     assert all("event" in record and "timestamp" in record for record in records)
 
 
 def test_killed_supervisor_leaves_no_children(tmp_path: Path) -> None:
     grandchild_file = tmp_path / "grandchild.pid"
-    process, _ = start_driver(tmp_path, [
-        ("client-0", children.sleeper(ignore_sigterm=True)),
-        ("client-1", children.forking_parent(str(grandchild_file))),
-    ])
+    process, _ = start_driver(
+        tmp_path,
+        [
+            ("client-0", children.sleeper(ignore_sigterm=True)),
+            ("client-1", children.forking_parent(str(grandchild_file))),
+        ],
+    )
     seen = wait_for_event(process, "started", "client-1")
     pids = [record["pid"] for record in seen if record.get("event") == "started"]
     deadline = time.monotonic() + DEADLINE_S
