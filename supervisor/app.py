@@ -26,6 +26,7 @@ from supervisor.live_table import render_table
 from supervisor.orphan_guard import OrphanGuard
 from supervisor.output import Display
 from supervisor.plan import WorkloadSettings, build_plan
+from supervisor.progress import RoundProgress, parse_event
 from supervisor.readiness import free_port
 from supervisor.resources import ResourceSampler
 from supervisor.rundir import RunDir, read_json, write_json
@@ -55,6 +56,7 @@ class Run:
         self.data: dict[str, Any] | None = None
         self.port: int | None = None
         self.fleet: Fleet | None = None
+        self.progress = RoundProgress(total_rounds=config.rounds)
         # Replaceable, so that tests can run the same steps with tiny children.
         self.build_plan = build_plan
         self._redraw_pending = False
@@ -171,7 +173,7 @@ class Run:
             plan=plan,
             log_dir=self.run_dir.logs,
             options=FleetOptions(grace_s=config.grace_s, ready_timeout_s=config.ready_timeout_s),
-            on_line=_log_line,
+            on_line=self._on_line,
             on_started=started,
             on_exited=exited,
             known_pids={guard.pid} if guard.pid else set(),
@@ -189,6 +191,21 @@ class Run:
             else:
                 log.info("resources", **self._resources_fields())
 
+    def _on_line(self, child: Child, stream: str, text: str, continued: bool) -> None:
+        _log_line(child, stream, text, continued)
+        if child.spec.role != "server" or stream != "stdout":
+            return
+        event = parse_event(text)
+        if event is None:
+            return
+        if self.progress.update(event):
+            log.info(
+                "round finished", round=self.progress.round, total_rounds=self.progress.total_rounds,
+                loss=self.progress.last_loss, accuracy=self.progress.last_accuracy,
+                duration_s=self.progress.round_durations[-1] if self.progress.round_durations else None,
+            )  # fmt: skip
+        self._refresh_table()
+
     def _resources_fields(self) -> dict[str, Any]:
         machine = self.sampler.machine
         return {
@@ -198,12 +215,14 @@ class Run:
             },
             "machine_cpu_percent": round(machine.cpu_percent, 1),
             "machine_memory_used_bytes": machine.memory_used_bytes,
+            "progress": self.progress.describe(),
         }  # fmt: skip
 
     def _refresh_table(self) -> None:
         if not self.display.live or self.fleet is None:
             return
-        self.display.show_table(render_table(self.fleet.children, self.sampler, self.started_at, self.colour))
+        table = render_table(self.fleet.children, self.sampler, self.started_at, self.colour)
+        self.display.show_table([self.progress.describe(), *table])
 
     def schedule_redraw(self) -> None:
         """Redraw the table once, shortly, however many lines arrive meanwhile."""

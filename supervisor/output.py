@@ -96,7 +96,10 @@ def _format_resources(event: MutableMapping[str, Any]) -> str:
     machine = (
         f"machine {event.get('machine_cpu_percent', 0):.0f}% {format_bytes(event.get('machine_memory_used_bytes', 0))}"
     )
-    return "resources: " + ", ".join([*parts, machine])
+    text = "resources: " + ", ".join([*parts, machine])
+    if event.get("progress"):
+        text = f"{event['progress']}; {text}"
+    return text
 
 
 def _format_value(value: Any) -> str:
