@@ -21,6 +21,7 @@ import structlog
 from supervisor.child import Child
 from supervisor.config import Config, environment_summary, is_loopback
 from supervisor.exitcodes import ExitCode, for_signal
+from supervisor.faults import FaultPlan
 from supervisor.fleet import Fleet, FleetOptions, Outcome, StopRequest
 from supervisor.live_table import render_table
 from supervisor.orphan_guard import OrphanGuard
@@ -57,6 +58,9 @@ class Run:
         self.port: int | None = None
         self.fleet: Fleet | None = None
         self.progress = RoundProgress(total_rounds=config.rounds)
+        seed = config.seed if config.inject_seed is None else config.inject_seed
+        self.faults = FaultPlan(list(config.inject), config.inject_random_kill, seed)
+        self.injected: list[dict[str, Any]] = []
         # Replaceable, so that tests can run the same steps with tiny children.
         self.build_plan = build_plan
         self._redraw_pending = False
@@ -155,7 +159,8 @@ class Run:
             host=config.host, port=self.port, clients=config.clients, rounds=config.rounds,
             fraction_fit=config.fraction_fit, fraction_evaluate=config.fraction_evaluate,
             round_timeout_s=config.round_timeout_s, steps_per_epoch=config.steps_per_epoch,
-            batch_size=config.batch_size, seed=config.seed,
+            batch_size=config.batch_size, seed=config.seed, max_client_failures=config.max_client_failures,
+            client_wait_timeout_s=config.client_wait_timeout_s,
         )  # fmt: skip
         plan = self.build_plan(settings, partitions, self.run_dir.history)
 
@@ -172,7 +177,14 @@ class Run:
         self.fleet = Fleet(
             plan=plan,
             log_dir=self.run_dir.logs,
-            options=FleetOptions(grace_s=config.grace_s, ready_timeout_s=config.ready_timeout_s),
+            options=FleetOptions(
+                grace_s=config.grace_s,
+                ready_timeout_s=config.ready_timeout_s,
+                max_client_failures=config.max_client_failures,
+                min_clients=config.min_clients,
+                restart_clients=config.restart_clients,
+                max_restarts=config.max_restarts,
+            ),
             on_line=self._on_line,
             on_started=started,
             on_exited=exited,
@@ -198,6 +210,9 @@ class Run:
         event = parse_event(text)
         if event is None:
             return
+        if event.get("event") == "round_started" and self.fleet is not None:
+            self.fleet.current_round = int(event.get("round", 0))
+            self._inject_faults()
         if self.progress.update(event):
             log.info(
                 "round finished", round=self.progress.round, total_rounds=self.progress.total_rounds,
@@ -205,6 +220,19 @@ class Run:
                 duration_s=self.progress.round_durations[-1] if self.progress.round_durations else None,
             )  # fmt: skip
         self._refresh_table()
+
+    def _inject_faults(self) -> None:
+        assert self.fleet is not None
+        if not self.faults:
+            return
+        round_number = self.fleet.current_round
+        running = [child.name for child in self.fleet.children if child.spec.role == "client" and child.running]
+        for fault in self.faults.due(round_number, running):
+            if self.fleet.inject(fault.kind, fault.client):
+                self.injected.append({"fault": fault.kind, "client": fault.client, "round": round_number,
+                                      "at": time.time()})  # fmt: skip
+            else:
+                log.warning("fault not injected: the client is not running", fault=str(fault))
 
     def _resources_fields(self) -> dict[str, Any]:
         machine = self.sampler.machine
@@ -244,6 +272,7 @@ class Run:
         summary = build_summary(
             config=config, outcome=outcome, started_at=self.started_at, children=children,
             sampler=self.sampler, data=self.data, history=read_json(self.run_dir.history), port=self.port,
+            lost=self.fleet.lost if self.fleet else [], injected=self.injected,
         )  # fmt: skip
         write_json(self.run_dir.summary, summary)
         self.sampler.close()

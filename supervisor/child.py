@@ -40,6 +40,8 @@ class Child:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.stopped_by_supervisor = False
+        # The fault the supervisor injected on purpose ("kill", "stall"), if any.
+        self.injected: str | None = None
         self._log_dir = log_dir
         self._on_line = on_line
         self._process: asyncio.subprocess.Process | None = None
@@ -130,4 +132,5 @@ def describe_returncode(code: int | None) -> str:
 def _open_raw_logs(log_dir: Path, name: str) -> list[BinaryIO]:
     # Unbuffered: each chunk is one write, so nothing waits in memory if the
     # supervisor itself is killed.
-    return [open(log_dir / f"{name}.{stream}.log", "wb", buffering=0) for stream in ("stdout", "stderr")]
+    # Appending keeps the output of a restarted process after its predecessor's.
+    return [open(log_dir / f"{name}.{stream}.log", "ab", buffering=0) for stream in ("stdout", "stderr")]

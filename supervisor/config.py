@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.exitcodes import help_table
+from supervisor.faults import Fault, FaultSpecError, parse_fault
 from supervisor.readiness import port_in_use
 
 
@@ -44,13 +45,29 @@ class Config:
     log_format: str
     run_dir: Path | None
     live: bool
+    max_client_failures: int = 0
+    client_wait_timeout_s: float = 120.0
+    restart_clients: bool = False
+    max_restarts: int = 3
+    inject: tuple[Fault, ...] = ()
+    inject_random_kill: float = 0.0
+    inject_seed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
     def clients_per_round(self, fraction: float) -> int:
-        """Return how many clients FedAvg samples per round for `fraction`."""
-        return int(self.clients * fraction)
+        """Return the fewest clients a round samples for `fraction`.
+
+        With lost clients allowed, the server samples from the clients still
+        connected, of which there can be as few as clients - max_client_failures.
+        """
+        return int((self.clients - self.max_client_failures) * fraction)
+
+    @property
+    def min_clients(self) -> int:
+        """Return how many clients must stay connected for rounds to go on."""
+        return max(self.clients_per_round(self.fraction_fit), self.clients_per_round(self.fraction_evaluate))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +172,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="time between CPU and memory samples, in seconds (default: 2)",
     )
 
+    faults = parser.add_argument_group("lost clients and fault injection")
+    faults.add_argument(
+        "--max-client-failures",
+        type=int,
+        default=0,
+        metavar="K",
+        help="clients that may be lost while the run goes on with those left; 0 stops the run "
+        "at the first failure (default: 0)",
+    )
+    faults.add_argument(
+        "--client-wait-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="time the server waits for enough clients to be connected, in seconds (default: 120)",
+    )
+    faults.add_argument(
+        "--restart-clients",
+        action="store_true",
+        help="start a lost client again with the same partition, up to --max-restarts times",
+    )
+    faults.add_argument(
+        "--max-restarts", type=int, default=3, metavar="N", help="restarts allowed per client (default: 3)"
+    )
+    faults.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="KIND:client-N@round=R",
+        help="inject a fault when round R starts: kill (SIGKILL) or stall (SIGSTOP); repeatable, "
+        "for example --inject kill:client-3@round=2",
+    )
+    faults.add_argument(
+        "--inject-random-kill",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="kill each running client with probability P at the start of every round (default: 0)",
+    )
+    faults.add_argument(
+        "--inject-seed",
+        type=int,
+        metavar="SEED",
+        help="seed for --inject-random-kill (default: --seed)",
+    )
+
     output = parser.add_argument_group("output")
     output.add_argument(
         "--log-format",
@@ -181,6 +244,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
     argparse itself exits with code 2 on unknown options and malformed values.
     """
     args = build_parser().parse_args(argv)
+    try:
+        faults = tuple(parse_fault(text, args.clients, args.rounds) for text in args.inject)
+    except FaultSpecError as error:
+        raise ConfigError(str(error)) from None
     config = Config(
         clients=args.clients,
         rounds=args.rounds,
@@ -202,6 +269,13 @@ def parse_config(argv: list[str] | None = None) -> Config:
         log_format=args.log_format,
         run_dir=args.run_dir,
         live=not args.no_live,
+        max_client_failures=args.max_client_failures,
+        client_wait_timeout_s=args.client_wait_timeout,
+        restart_clients=args.restart_clients,
+        max_restarts=args.max_restarts,
+        inject=faults,
+        inject_random_kill=args.inject_random_kill,
+        inject_seed=args.inject_seed,
     )
     check_config(config)
     return config
@@ -213,6 +287,15 @@ def check_config(config: Config) -> None:
     _at_least("--rounds", config.rounds, 1)
     _at_least("--steps-per-epoch", config.steps_per_epoch, 1)
     _at_least("--batch-size", config.batch_size, 1)
+    _at_least("--max-client-failures", config.max_client_failures, 0)
+    _at_least("--max-restarts", config.max_restarts, 0)
+    if config.max_client_failures >= config.clients:
+        raise ConfigError(
+            f"--max-client-failures {config.max_client_failures} allows every one of the {config.clients} "
+            f"clients to be lost; give at most {config.clients - 1}"
+        )
+    if not 0 <= config.inject_random_kill <= 1:
+        raise ConfigError(f"--inject-random-kill {config.inject_random_kill} is outside [0, 1]; give a probability")
     for option, fraction in (
         ("--fraction-fit", config.fraction_fit),
         ("--fraction-evaluate", config.fraction_evaluate),
@@ -221,9 +304,16 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"{option} {fraction} is outside (0, 1]; give a fraction such as 0.5")
         sampled = config.clients_per_round(fraction)
         if sampled < 1:
+            remaining = config.clients - config.max_client_failures
+            of_clients = (
+                f"{config.clients} clients"
+                if remaining == config.clients
+                else (f"the {remaining} clients left after {config.max_client_failures} failures")
+            )
             raise ConfigError(
-                f"{option} {fraction} of {config.clients} clients samples {sampled} clients per round; "
-                f"raise {option} to at least {1 / config.clients:.3g} or run more --clients"
+                f"{option} {fraction} of {of_clients} samples {sampled} clients per round; "
+                f"raise {option} to at least {1 / remaining:.3g}, run more --clients"
+                + (" or allow fewer --max-client-failures" if config.max_client_failures else "")
             )
     for option, seconds in (
         ("--grace", config.grace_s),
@@ -236,6 +326,7 @@ def check_config(config: Config) -> None:
         ("--monitor-interval", config.monitor_interval_s),
         ("--timeout", config.timeout_s),
         ("--round-timeout", config.round_timeout_s),
+        ("--client-wait-timeout", config.client_wait_timeout_s),
     ):
         if maybe_seconds is not None and not maybe_seconds > 0:
             raise ConfigError(f"{option} {maybe_seconds} must be a positive number of seconds")

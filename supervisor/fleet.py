@@ -1,9 +1,15 @@
 """The fleet policy: start in order, watch every child, decide the outcome.
 
 Start order: the server, then (once its port accepts a connection) every
-client. The run has failed, and is torn down at once, as soon as:
-- any process exits with a non-zero code or is killed by a signal;
-- a client exits before the server has finished;
+client. A client that exits with a non-zero code, is killed by a signal, or
+exits before the server has finished is lost. With `--restart-clients` a lost
+client is started again with the same command line, up to `max_restarts`
+times. Up to `max_client_failures` clients may be lost for good, as long as
+at least `min_clients` are left. The run has failed, and is torn down at
+once, as soon as:
+- the server exits with a non-zero code or is killed by a signal;
+- one client more than `max_client_failures` is lost, or fewer than
+  `min_clients` are left;
 - the server exits before its port opens, or does not open it within
   `ready_timeout_s`;
 - clients are still running `drain_s` after the server finished.
@@ -15,6 +21,7 @@ cancelled.
 """
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,11 +80,32 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class FleetOptions:
-    """Time limits, in seconds."""
+    """Time limits in seconds, and the rules for lost clients."""
 
     grace_s: float = 5.0
     ready_timeout_s: float = 120.0
     drain_s: float = 30.0
+    max_client_failures: int = 0
+    min_clients: int = 1
+    restart_clients: bool = False
+    max_restarts: int = 3
+
+
+@dataclass
+class LostClient:
+    """A client that ended before the server finished, and the round it was lost in.
+
+    `round` is the round in progress (0 before round 1). `injected` names the
+    fault that the supervisor injected on purpose, or is None for a real
+    failure. `restarted` tells whether a new process took its place.
+    """
+
+    name: str
+    pid: int | None
+    round: int
+    status: str
+    injected: str | None
+    restarted: bool = False
 
 
 @dataclass
@@ -97,6 +125,32 @@ class Fleet:
     known_pids: set[int] = field(default_factory=set)
     children: list[Child] = field(default_factory=list)
     server_finished_at: float | None = None
+    # The round in progress, set by whoever reads the server's round events.
+    current_round: int = 0
+    lost: list[LostClient] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    _pending: dict["asyncio.Future[int]", Child] = field(default_factory=dict, repr=False)
+
+    def current(self, name: str) -> Child | None:
+        """Return the newest process started under `name`, or None."""
+        for child in reversed(self.children):
+            if child.name == name:
+                return child
+        return None
+
+    def inject(self, kind: str, name: str) -> bool:
+        """Inject a fault into client `name`: "kill" (SIGKILL) or "stall" (SIGSTOP).
+
+        Returns False if that client is not running. The process group gets
+        the signal, so a stalled client stops answering until teardown.
+        """
+        child = self.current(name)
+        if child is None or not child.running:
+            return False
+        child.injected = kind
+        log.warning("injected fault", fault=kind, child=name, pid=child.pid, round=self.current_round)
+        child.signal_group(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
+        return True
 
     async def run(self, stop: StopRequest) -> Outcome:
         """Start, supervise and tear down; return the first failure or success."""
@@ -172,6 +226,7 @@ class Fleet:
 
     async def _watch(self) -> Outcome:
         pending = {child.exited: child for child in self.children if child.exited is not None}
+        self._pending = pending
         while pending:
             timeout = None
             if self.server_finished_at is not None:
@@ -185,19 +240,69 @@ class Fleet:
             # The server first, so that a client ending together with it is not blamed.
             for child in sorted((pending.pop(future) for future in done), key=lambda c: c.spec.role != "server"):
                 self._report_exit(child)
-                failure = self._check_exit(child)
+                failure = await self._check_exit(child)
                 if failure is not None:
                     return failure
                 if child.spec.role == "server":
                     self.server_finished_at = time.monotonic()
-        return Outcome(ExitCode.OK, "every process finished cleanly")
+        return Outcome(ExitCode.OK, self._success_reason())
 
-    def _check_exit(self, child: Child) -> Outcome | None:
-        if child.returncode != 0:
-            return self._fail(child.name, f"{child.name} {child.describe_exit()}")
-        if child.spec.role == "client" and self.server_finished_at is None:
-            return self._fail(child.name, f"{child.name} exited (exit code 0) before the server finished")
+    async def _check_exit(self, child: Child) -> Outcome | None:
+        if child.spec.role == "server":
+            if child.returncode != 0:
+                return self._fail(child.name, f"{child.name} {child.describe_exit()}")
+            return None
+        if child.returncode == 0 and self.server_finished_at is not None:
+            return None
+
+        reason = child.describe_exit()
+        if child.returncode == 0:
+            reason = "exited (exit code 0) before the server finished"
+        if child.injected:
+            reason = f"{reason}, by an injected {child.injected}"
+        lost = LostClient(child.name, child.pid, self.current_round, reason, child.injected)
+        self.lost.append(lost)
+
+        if self.options.restart_clients and self.restarts.get(child.name, 0) < self.options.max_restarts:
+            self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
+            log.warning("client lost; restarting it", child=child.name, reason=reason, round=self.current_round,
+                        restart=self.restarts[child.name])  # fmt: skip
+            replacement = await self._start(child.spec)
+            if isinstance(replacement, Outcome):
+                return replacement
+            assert replacement.exited is not None
+            self._pending[replacement.exited] = replacement
+            lost.restarted = True
+            return None
+
+        failures = sum(1 for entry in self.lost if not entry.restarted)
+        left = sum(1 for other in self.children if other.spec.role == "client" and other.running)
+        if failures > self.options.max_client_failures:
+            budget = self.options.max_client_failures
+            return self._fail(
+                child.name,
+                f"{child.name} {reason}"
+                + (f"; that is {failures} lost clients, more than --max-client-failures {budget}" if budget else ""),
+            )
+        if left < self.options.min_clients:
+            return self._fail(child.name, f"{child.name} {reason}; {left} clients left, fewer than the "
+                                          f"{self.options.min_clients} needed per round")  # fmt: skip
+        log.warning(
+            "client lost; the run goes on",
+            child=child.name,
+            reason=reason,
+            round=self.current_round,
+            lost=failures,
+            max_client_failures=self.options.max_client_failures,
+            clients_left=left,
+        )
         return None
+
+    def _success_reason(self) -> str:
+        if not self.lost:
+            return "every process finished cleanly"
+        names = ", ".join(sorted({entry.name for entry in self.lost}))
+        return f"all rounds ran; clients lost on the way: {names}"
 
     def _report_exit(self, child: Child) -> None:
         duration = (child.ended_at or time.time()) - (child.started_at or time.time())

@@ -60,6 +60,8 @@ class WorkloadSettings:
     steps_per_epoch: int
     batch_size: int
     seed: int
+    max_client_failures: int = 0
+    client_wait_timeout_s: float = 120.0
 
 
 def build_plan(settings: WorkloadSettings, partitions: list[Path], history_path: Path) -> Plan:
@@ -75,6 +77,8 @@ def build_plan(settings: WorkloadSettings, partitions: list[Path], history_path:
         "--fraction-fit", repr(settings.fraction_fit),
         "--fraction-evaluate", repr(settings.fraction_evaluate),
         "--history", str(history_path),
+        "--max-client-failures", str(settings.max_client_failures),
+        "--client-wait-timeout", repr(settings.client_wait_timeout_s),
     ]  # fmt: skip
     if settings.round_timeout_s is not None:
         server_argv += ["--round-timeout", repr(settings.round_timeout_s)]

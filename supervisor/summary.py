@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from supervisor.child import Child
-from supervisor.fleet import Outcome
+from supervisor.fleet import LostClient, Outcome
 from supervisor.output import format_bytes, format_duration
 from supervisor.resources import ResourceSampler
 
@@ -19,6 +19,8 @@ def build_summary(
     data: dict[str, Any] | None,
     history: dict[str, Any] | None,
     port: int | None,
+    lost: list[LostClient] | None = None,
+    injected: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Return the content of summary.json. Times are Unix seconds, sizes bytes."""
     ended_at = time.time()
@@ -41,6 +43,7 @@ def build_summary(
             "cpu_seconds": round(usage.cpu_seconds, 2) if usage else None,
         })  # fmt: skip
     rounds = (history or {}).get("rounds", [])
+    total_rounds = int(config.get("rounds", len(rounds)))
     return {
         "outcome": {
             "status": outcome.status,
@@ -57,6 +60,27 @@ def build_summary(
         "rounds": rounds,
         "rounds_completed": len(rounds),
         "processes": processes,
+        "lost_clients": [_lost_entry(entry, total_rounds) for entry in lost or []],
+        "injected_faults": injected or [],
+    }
+
+
+def _lost_entry(entry: LostClient, total_rounds: int) -> dict[str, Any]:
+    """Describe a lost client with the rounds it missed.
+
+    A client lost for good misses the round it was lost in and every later
+    one; a restarted client misses the round it was lost in.
+    """
+    first = max(1, entry.round)
+    missed = [first] if entry.restarted else list(range(first, total_rounds + 1))
+    return {
+        "name": entry.name,
+        "pid": entry.pid,
+        "lost_in_round": entry.round,
+        "status": entry.status,
+        "injected": entry.injected,
+        "restarted": entry.restarted,
+        "rounds_missed": missed,
     }
 
 
@@ -99,6 +123,12 @@ def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
             cpu = f"{process['cpu_seconds']:.1f}" if process["cpu_seconds"] is not None else "-"
             status = process["status"] + (" (stopped by the supervisor)" if process["stopped_by_supervisor"] else "")
             lines.append(f"{process['name']:<{width}}  {process['pid'] or '-':>7}  {peak:>11}  {cpu:>7}  {status}")
+    if summary.get("lost_clients"):
+        lines += ["", "Lost clients:"]
+        for entry in summary["lost_clients"]:
+            cause = "injected " + entry["injected"] if entry["injected"] else "real failure"
+            then = "restarted" if entry["restarted"] else "missed rounds " + ", ".join(map(str, entry["rounds_missed"]))
+            lines.append(f"  {entry['name']} in round {entry['lost_in_round']}: {entry['status']} ({cause}); {then}")
     lines += ["", f"Run folder: {run_dir}"]
     return lines
 

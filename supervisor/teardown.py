@@ -75,6 +75,8 @@ async def stop_children(
         if child.running:
             child.stopped_by_supervisor = True
         if child.signal_group(signal.SIGTERM):
+            # A stopped (stalled) process handles SIGTERM only once continued.
+            child.signal_group(signal.SIGCONT)
             log.info("sent SIGTERM", child=child.name, pid=child.pid)
 
     # Wait for the groups to empty, within the grace period.
