@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(ExitCode.INVALID_INPUT)
 
     try:
-        run_dir = create_run_dir(config.run_dir or default_run_dir(Path("runs")))
+        if config.run_dir is None:
+            run_dir = create_run_dir(default_run_dir(Path("runs")), create_parents=True)
+        else:
+            run_dir = create_run_dir(config.run_dir)
     except RunDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return int(ExitCode.INVALID_INPUT)

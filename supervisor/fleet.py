@@ -12,7 +12,8 @@ once, as soon as:
   `min_clients` are left;
 - the server exits before its port opens, or does not open it within
   `ready_timeout_s`;
-- clients are still running `drain_s` after the server finished.
+- more clients than `max_client_failures` are still running `drain_s`
+  after the server finished.
 A stop request (a signal, the whole-run timeout) ends the run the same way,
 with the exit code the request carries. The first failure sets the exit code
 and is named; processes that the teardown itself stops are not blamed.
@@ -84,7 +85,7 @@ class FleetOptions:
 
     grace_s: float = 5.0
     ready_timeout_s: float = 120.0
-    drain_s: float = 30.0
+    drain_s: float = 10.0
     max_client_failures: int = 0
     min_clients: int = 1
     restart_clients: bool = False
@@ -233,9 +234,7 @@ class Fleet:
                 timeout = max(0.0, self.server_finished_at + self.options.drain_s - time.monotonic())
             done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:
-                names = ", ".join(child.name for child in pending.values())
-                first = next(iter(pending.values())).name
-                return self._fail(first, f"{names} still running {self.options.drain_s:g} s after the server finished")
+                return self._lingering(list(pending.values()))
 
             # The server first, so that a client ending together with it is not blamed.
             for child in sorted((pending.pop(future) for future in done), key=lambda c: c.spec.role != "server"):
@@ -297,6 +296,23 @@ class Fleet:
             clients_left=left,
         )
         return None
+
+    def _lingering(self, clients: list[Child]) -> Outcome:
+        """Decide on clients still running `drain_s` after the server finished.
+
+        They count as lost clients, a hung client for example, and are
+        stopped by the teardown. Within the failure budget the run has still
+        succeeded.
+        """
+        reason = f"still running {self.options.drain_s:g} s after the server finished"
+        for child in clients:
+            self.lost.append(LostClient(child.name, child.pid, self.current_round, reason, child.injected))
+        failures = sum(1 for entry in self.lost if not entry.restarted)
+        names = ", ".join(child.name for child in clients)
+        if failures > self.options.max_client_failures:
+            return self._fail(clients[0].name, f"{names} {reason}")
+        log.warning("clients lost; stopping them", children=names, reason=reason)
+        return Outcome(ExitCode.OK, self._success_reason())
 
     def _success_reason(self) -> str:
         if not self.lost:

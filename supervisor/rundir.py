@@ -31,13 +31,21 @@ class RunDir:
         self.summary = root / "summary.json"
 
 
-def create_run_dir(root: Path) -> RunDir:
+def create_run_dir(root: Path, create_parents: bool = False) -> RunDir:
     """Create `root` and its logs folder; raise RunDirError if that fails.
 
-    An existing folder is accepted only if it contains no summary.json, so that
+    The parent folder must exist unless `create_parents` is set, so that a
+    mistyped --run-dir is reported instead of creating a new tree. An
+    existing folder is accepted only if it contains no summary.json, so that
     one run never overwrites another's results.
     """
     run_dir = RunDir(root)
+    if not create_parents and not root.parent.is_dir():
+        problem = "is not a folder" if root.parent.exists() else "does not exist"
+        raise RunDirError(
+            f"--run-dir {root}: the parent folder {root.parent} {problem}; create it first "
+            "or omit --run-dir for a time-stamped folder under runs/"
+        )
     if run_dir.summary.exists():
         raise RunDirError(
             f"--run-dir {root} already contains a finished run (summary.json); choose a new folder "

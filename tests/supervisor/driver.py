@@ -1,9 +1,11 @@
 """Run the supervisor's whole run (signals, timeout, summary) with tiny children.
 
 Usage: python -m tests.supervisor.driver SPEC.json -- SUPERVISOR OPTIONS...
-SPEC.json holds {"server": argv, "clients": [[name, argv], ...]}. The data
-step is skipped and the plan replaced; everything else is the real code path
-of `python -m supervisor`.
+SPEC.json holds {"server": argv, "clients": [[name, argv], ...]}. Without a
+"server" entry the real server workload runs, built from the options, and
+"{address}" in a client's argv becomes its address. The data step is
+skipped and the plan replaced; everything else is the real code path of
+`python -m supervisor`.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ from typing import Any
 from supervisor.app import Run
 from supervisor.config import parse_config
 from supervisor.output import configure_logging
-from supervisor.plan import Plan, ProcessSpec
+from supervisor.plan import Plan, ProcessSpec, WorkloadSettings, build_plan
 from supervisor.rundir import create_run_dir
 
 
@@ -32,12 +34,17 @@ def main() -> int:
     async def no_data() -> list[Any]:
         return []
 
-    def tiny_plan(*_args: Any) -> Plan:
-        return Plan(
-            server=ProcessSpec("server", spec["server"], "server", ready_port=config.port),
-            clients=[ProcessSpec(name, argv, "client") for name, argv in spec["clients"]],
-            host="127.0.0.1",
+    def tiny_plan(settings: WorkloadSettings, _partitions: Any, history: Path) -> Plan:
+        real = build_plan(settings, [], history)
+        server = (
+            ProcessSpec("server", spec["server"], "server", ready_port=config.port) if "server" in spec else real.server
         )
+        address = f"127.0.0.1:{config.port}"
+        clients = [
+            ProcessSpec(name, [part.replace("{address}", address) for part in argv], "client", env=real.server.env)
+            for name, argv in spec["clients"]
+        ]
+        return Plan(server=server, clients=clients, host="127.0.0.1")
 
     run._prepare_data = no_data  # type: ignore[method-assign]
     run.build_plan = tiny_plan  # type: ignore[assignment]

@@ -59,8 +59,28 @@ def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unwritable_run_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert main(["--dataset", "synthetic", "--run-dir", str(blocker / "run")]) == 2
+    assert main(["--dataset", "synthetic", "--run-dir", str(blocker)]) == 2
     assert "cannot write the run folder" in capsys.readouterr().err
+
+
+def test_read_only_run_folder_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc rejects new folders even for root, so this holds in CI too.
+    assert main(["--dataset", "synthetic", "--run-dir", "/proc/fl-supervisor-run"]) == 2
+    assert "cannot write the run folder /proc/fl-supervisor-run" in capsys.readouterr().err
+
+
+def test_run_folder_under_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--dataset", "synthetic", "--run-dir", str(blocker / "run")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_run_folder_missing_parent_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "missing" / "run"
+    assert main(["--dataset", "synthetic", "--run-dir", str(run_dir)]) == 2
+    assert "the parent folder" in capsys.readouterr().err
+    assert not run_dir.parent.exists()
 
 
 def test_help_lists_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
