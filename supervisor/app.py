@@ -2,8 +2,8 @@
 
 Steps: register for signals and the whole-run timeout, prepare the data
 (decoded once, one partition file per client), start the orphan guard, start
-and supervise the fleet, then write summary.json and print the human
-summary. summary.json is written on every path out of `run()`.
+and supervise the fleet, then write summary.json and report.html and print
+the human summary. summary.json is written on every path out of `run()`.
 """
 
 import asyncio
@@ -23,12 +23,14 @@ from supervisor.config import Config, environment_summary, is_loopback
 from supervisor.exitcodes import ExitCode, for_signal
 from supervisor.faults import FaultPlan
 from supervisor.fleet import Fleet, FleetOptions, Outcome, StopRequest
+from supervisor.gpu import open_gpus
 from supervisor.live_table import render_table
 from supervisor.orphan_guard import OrphanGuard
 from supervisor.output import Display
 from supervisor.plan import WorkloadSettings, build_plan
 from supervisor.progress import RoundProgress, parse_event
 from supervisor.readiness import free_port
+from supervisor.report import write_report
 from supervisor.resources import ResourceSampler
 from supervisor.rundir import RunDir, read_json, write_json
 from supervisor.summary import build_summary, render_summary
@@ -53,7 +55,7 @@ class Run:
         self.colour = colour
         self.started_at = time.time()
         self.stop = StopRequest()
-        self.sampler = ResourceSampler(samples_path=run_dir.resources)
+        self.sampler = ResourceSampler(samples_path=run_dir.resources, gpu=open_gpus())
         self.data: dict[str, Any] | None = None
         self.port: int | None = None
         self.fleet: Fleet | None = None
@@ -265,7 +267,7 @@ class Run:
         asyncio.get_running_loop().call_later(_REDRAW_S, redraw)
 
     def _finish(self, outcome: Outcome) -> None:
-        """Write summary.json, remove the partitions, print the human summary."""
+        """Write summary.json and report.html, remove the partitions, print the human summary."""
         self.display.close()
         children = self.fleet.children if self.fleet else []
         config = {**self.config.as_dict(), "environment": environment_summary()}
@@ -274,8 +276,12 @@ class Run:
             sampler=self.sampler, data=self.data, history=read_json(self.run_dir.history), port=self.port,
             lost=self.fleet.lost if self.fleet else [], injected=self.injected,
         )  # fmt: skip
+        gpu = self.sampler.gpu_summary()
+        if gpu is not None:
+            summary["gpu"] = gpu
         write_json(self.run_dir.summary, summary)
         self.sampler.close()
+        self._write_report()
         shutil.rmtree(self.run_dir.partitions, ignore_errors=True)
         log.info("run finished", outcome=outcome.status, exit_code=int(outcome.code), summary=str(self.run_dir.summary))
         if self.config.log_format == "console":
@@ -283,6 +289,15 @@ class Run:
             for line in render_summary(summary, str(self.run_dir.root)):
                 out.write(line + "\n")
             out.flush()
+
+    def _write_report(self) -> None:
+        """Write report.html; a failure is logged and changes neither summary.json nor the exit code."""
+        try:
+            path = write_report(self.run_dir.root)
+        except Exception as error:
+            log.error("report.html not written", run_dir=str(self.run_dir.root), error=repr(error))
+        else:
+            log.info("report written", report=str(path))
 
 
 def _log_line(child: Child, stream: str, text: str, continued: bool) -> None:

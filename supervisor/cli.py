@@ -8,11 +8,19 @@ from supervisor.app import Run
 from supervisor.config import ConfigError, default_run_dir, parse_config
 from supervisor.exitcodes import ExitCode
 from supervisor.output import SUPERVISOR, configure_logging
+from supervisor.report import report_main
 from supervisor.rundir import RunDirError, create_run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `python -m supervisor` with `argv` and return its exit code."""
+    """Run `python -m supervisor` with `argv` and return its exit code.
+
+    `python -m supervisor report RUN_DIR` writes a run folder's report.html again.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["report"]:
+        return report_main(arguments[1:])
+
     try:
         config = parse_config(argv)
     except ConfigError as error:

@@ -228,35 +228,57 @@ class Fleet:
     async def _watch(self) -> Outcome:
         pending = {child.exited: child for child in self.children if child.exited is not None}
         self._pending = pending
+        # Clients that exited cleanly while the server still ran, with the time.
+        # A server that has just told its clients to disconnect can take a
+        # moment to exit itself, so they are judged when it does, or after
+        # `drain_s` if it does not.
+        early: dict[Child, float] = {}
         while pending:
-            timeout = None
-            if self.server_finished_at is not None:
-                timeout = max(0.0, self.server_finished_at + self.options.drain_s - time.monotonic())
-            done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(pending, timeout=self._timeout(early), return_when=asyncio.FIRST_COMPLETED)
             if not done:
-                return self._lingering(list(pending.values()))
+                if self.server_finished_at is not None:
+                    return self._lingering(list(pending.values()))
+                for child in self._expired(early):
+                    failure = await self._lose(child, "exited (exit code 0) before the server finished")
+                    if failure is not None:
+                        return failure
+                continue
 
             # The server first, so that a client ending together with it is not blamed.
             for child in sorted((pending.pop(future) for future in done), key=lambda c: c.spec.role != "server"):
                 self._report_exit(child)
-                failure = await self._check_exit(child)
-                if failure is not None:
-                    return failure
                 if child.spec.role == "server":
+                    if child.returncode != 0:
+                        return self._fail(child.name, f"{child.name} {child.describe_exit()}")
                     self.server_finished_at = time.monotonic()
+                    early.clear()
+                elif child.returncode == 0 and child.injected is None:
+                    if self.server_finished_at is None:
+                        early[child] = time.monotonic()
+                else:
+                    failure = await self._lose(child, child.describe_exit())
+                    if failure is not None:
+                        return failure
         return Outcome(ExitCode.OK, self._success_reason())
 
-    async def _check_exit(self, child: Child) -> Outcome | None:
-        if child.spec.role == "server":
-            if child.returncode != 0:
-                return self._fail(child.name, f"{child.name} {child.describe_exit()}")
+    def _timeout(self, early: dict[Child, float]) -> float | None:
+        """Return the seconds until the next drain deadline, or None if none is due."""
+        starts = list(early.values())
+        if self.server_finished_at is not None:
+            starts.append(self.server_finished_at)
+        if not starts:
             return None
-        if child.returncode == 0 and self.server_finished_at is not None:
-            return None
+        return max(0.0, min(starts) + self.options.drain_s - time.monotonic())
 
-        reason = child.describe_exit()
-        if child.returncode == 0:
-            reason = "exited (exit code 0) before the server finished"
+    def _expired(self, early: dict[Child, float]) -> list[Child]:
+        now = time.monotonic()
+        expired = [child for child, at in early.items() if now - at >= self.options.drain_s]
+        for child in expired:
+            del early[child]
+        return expired
+
+    async def _lose(self, child: Child, reason: str) -> Outcome | None:
+        """Record a lost client; restart it, go on without it, or fail the run."""
         if child.injected:
             reason = f"{reason}, by an injected {child.injected}"
         lost = LostClient(child.name, child.pid, self.current_round, reason, child.injected)

@@ -3,6 +3,9 @@
 psutil's `cpu_percent()` returns 0.0 the first time it is called on a
 `Process` object, so the objects are kept from one sample to the next. One
 pass over the process table per sample finds every child's descendants.
+Where `gpu` is set (see supervisor/gpu.py), each sample also adds the GPU
+memory and utilisation of the same pids, and resources.csv gets two more
+columns.
 """
 
 import csv
@@ -13,7 +16,11 @@ from typing import Any, TextIO
 
 import psutil
 
+from supervisor.gpu import GpuSample, GpuSampler
+
 CSV_COLUMNS = ["time", "process", "pid", "cpu_percent", "rss_bytes", "processes"]
+# Appended to CSV_COLUMNS only where a GPU is sampled.
+GPU_CSV_COLUMNS = ["gpu_memory_bytes", "gpu_percent"]
 
 
 @dataclass
@@ -32,6 +39,10 @@ class Usage:
     peak_rss_bytes: int = 0
     cpu_seconds: float = 0.0
     alive: bool = True
+    gpu_memory_bytes: int = 0
+    gpu_percent: float = 0.0
+    peak_gpu_memory_bytes: int = 0
+    peak_gpu_percent: float = 0.0
 
 
 @dataclass
@@ -41,6 +52,9 @@ class Machine:
     cpu_percent: float = 0.0
     memory_used_bytes: int = 0
     memory_total_bytes: int = 0
+    gpu_memory_used_bytes: int = 0
+    gpu_memory_total_bytes: int = 0
+    gpu_percent: float | None = None
 
 
 @dataclass
@@ -48,6 +62,7 @@ class ResourceSampler:
     """Collect samples for the tracked children and append them to a CSV file."""
 
     samples_path: Path | None = None
+    gpu: GpuSampler | None = None
     usage: dict[str, Usage] = field(default_factory=dict)
     machine: Machine = field(default_factory=Machine)
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
@@ -63,15 +78,13 @@ class ResourceSampler:
         children_of = _children_map()
         seen: set[int] = set()
         rows = []
+        gpu_sample = self.gpu.sample() if self.gpu is not None else None
         for usage in self.usage.values():
             if not usage.alive:
                 continue
             pids = _subtree(usage.pid, children_of)
             if usage.pid not in pids:
-                usage.alive = False
-                usage.cpu_percent = 0.0
-                usage.rss_bytes = 0
-                usage.processes = 0
+                self.mark_exited(usage.name)
                 continue
             cpu_percent, rss, cpu_seconds, count = 0.0, 0, 0.0, 0
             for pid in pids:
@@ -96,7 +109,10 @@ class ResourceSampler:
             usage.processes = count
             usage.peak_rss_bytes = max(usage.peak_rss_bytes, rss)
             usage.cpu_seconds = max(usage.cpu_seconds, cpu_seconds)
-            rows.append([f"{now:.3f}", usage.name, usage.pid, f"{cpu_percent:.1f}", rss, count])
+            row: list[object] = [f"{now:.3f}", usage.name, usage.pid, f"{cpu_percent:.1f}", rss, count]
+            if gpu_sample is not None:
+                row += _add_gpu_usage(usage, pids, gpu_sample)
+            rows.append(row)
 
         memory = psutil.virtual_memory()
         self.machine = Machine(
@@ -104,10 +120,17 @@ class ResourceSampler:
             memory_used_bytes=memory.total - memory.available,
             memory_total_bytes=memory.total,
         )
-        rows.append([
+        machine_row: list[object] = [
             f"{now:.3f}", "machine", "", f"{self.machine.cpu_percent:.1f}",
             self.machine.memory_used_bytes, "",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if gpu_sample is not None:
+            self.machine.gpu_memory_used_bytes = gpu_sample.memory_used_bytes
+            self.machine.gpu_memory_total_bytes = gpu_sample.memory_total_bytes
+            self.machine.gpu_percent = gpu_sample.percent
+            percent = "" if gpu_sample.percent is None else f"{gpu_sample.percent:.1f}"
+            machine_row += [gpu_sample.memory_used_bytes, percent]
+        rows.append(machine_row)
         for pid in list(self._procs):
             if pid not in seen:
                 del self._procs[pid]
@@ -120,11 +143,33 @@ class ResourceSampler:
             usage.cpu_percent = 0.0
             usage.rss_bytes = 0
             usage.processes = 0
+            usage.gpu_memory_bytes = 0
+            usage.gpu_percent = 0.0
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self.gpu is not None:
+            self.gpu.close()
+
+    def gpu_summary(self) -> dict[str, Any] | None:
+        """Return the devices and each process's GPU peaks for summary.json, or None without a GPU."""
+        if self.gpu is None:
+            return None
+        return {
+            "devices": [
+                {"index": device.index, "name": device.name, "memory_total_bytes": device.memory_total_bytes}
+                for device in self.gpu.devices
+            ],
+            "processes": {
+                usage.name: {
+                    "peak_gpu_memory_bytes": usage.peak_gpu_memory_bytes,
+                    "peak_gpu_percent": round(usage.peak_gpu_percent, 1),
+                }
+                for usage in self.usage.values()
+            },
+        }
 
     def _process(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)
@@ -145,10 +190,19 @@ class ResourceSampler:
             self._file = open(self.samples_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
             self._writer = csv.writer(self._file)
             if new:
-                self._writer.writerow(CSV_COLUMNS)
+                self._writer.writerow(CSV_COLUMNS + (GPU_CSV_COLUMNS if self.gpu is not None else []))
         assert self._writer is not None and self._file is not None
         self._writer.writerows(rows)
         self._file.flush()
+
+
+def _add_gpu_usage(usage: Usage, pids: list[int], gpu_sample: GpuSample) -> list[object]:
+    """Sum the GPU values of `pids` into `usage`; return the row's GPU cells."""
+    usage.gpu_memory_bytes = sum(gpu_sample.memory_by_pid.get(pid, 0) for pid in pids)
+    usage.gpu_percent = sum(gpu_sample.percent_by_pid.get(pid, 0.0) for pid in pids)
+    usage.peak_gpu_memory_bytes = max(usage.peak_gpu_memory_bytes, usage.gpu_memory_bytes)
+    usage.peak_gpu_percent = max(usage.peak_gpu_percent, usage.gpu_percent)
+    return [usage.gpu_memory_bytes, f"{usage.gpu_percent:.1f}"]
 
 
 def _children_map() -> dict[int, list[int]]:

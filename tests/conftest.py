@@ -41,6 +41,8 @@ def no_leftover_processes() -> Iterator[None]:
     for proc in left:
         proc.kill()
     assert not left, f"processes left running: {[(p.pid, p.cmdline()) for p in left]}"
+    zombies = [proc.pid for proc in psutil.Process().children() if proc.pid not in before and not _alive(proc)]
+    assert not zombies, f"children exited but were never reaped: {zombies}"
 
 
 @pytest.fixture(autouse=True)

@@ -25,10 +25,15 @@ def listening_server(port: int, run_s: float = 1.0, exit_code: int = 0) -> list[
     """)
 
 
-def client_until_server_stops(port: int) -> list[str]:
-    """A client that exits 0 once the server's port stops accepting connections."""
+def client_until_server_stops(port: int, ready_file: str | None = None) -> list[str]:
+    """A client that exits 0 once the server's port stops accepting connections.
+
+    With `ready_file` it first creates that file, so a server can wait for it.
+    """
     return python(f"""
         import socket, time
+        if {ready_file!r}:
+            open({ready_file!r}, "w").close()
         while True:
             try:
                 socket.create_connection(("127.0.0.1", {port}), timeout=1).close()

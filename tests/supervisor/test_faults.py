@@ -128,15 +128,16 @@ def test_random_kill_is_seeded() -> None:
     assert 0 < len(first[0]) < 20
 
 
-def _round_server(port: int) -> list[str]:
-    """A server that prints round events for 3 rounds, one every 0.5 s."""
+def _round_server(port: int, ready_files: list[str]) -> list[str]:
+    """A server that waits for every client's ready file, then prints 3 rounds of events, one every 0.5 s."""
     return children.python(f"""
-        import json, socket, time
+        import json, os, socket, time
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", {port}))
         listener.listen()
-        time.sleep(0.5)
+        while not all(os.path.exists(path) for path in {ready_files!r}):
+            time.sleep(0.05)
         for number in (1, 2, 3):
             print("fl-event " + json.dumps({{"event": "round_started", "round": number, "clients": 2}}), flush=True)
             time.sleep(0.5)
@@ -147,10 +148,11 @@ def _round_server(port: int) -> list[str]:
 
 def _run_with_injection(tmp_path: Path, *options: str) -> tuple[int, dict, float]:
     port = free_port("127.0.0.1")
-    spec = {
-        "server": _round_server(port),
-        "clients": [[f"client-{i}", children.client_until_server_stops(port)] for i in range(3)],
-    }
+    ready_files = [str(tmp_path / f"client-{index}.ready") for index in range(3)]
+    clients = [
+        [f"client-{index}", children.client_until_server_stops(port, ready_files[index])] for index in range(3)
+    ]
+    spec = {"server": _round_server(port, ready_files), "clients": clients}
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
     run_dir = tmp_path / "run"

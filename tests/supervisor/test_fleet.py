@@ -73,7 +73,7 @@ def test_clients_start_only_after_port_opens(tmp_path: Path) -> None:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", {port}))
         listener.listen()
-        time.sleep(0.5)
+        time.sleep(3)
     """)
     probe = children.python(f"""
         import socket

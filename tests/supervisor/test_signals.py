@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from supervisor.readiness import free_port
+from supervisor.teardown import reap_orphans
 from tests.supervisor import children
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -148,6 +149,12 @@ def test_killed_supervisor_leaves_no_children(tmp_path: Path) -> None:
     while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in pids if _running(pid)]
+    # The test process is a child subreaper, so the dead supervisor's children
+    # and its orphan guard were re-parented here; reap them as init would.
+    deadline = time.monotonic() + 5.0
+    while psutil.Process().children() and time.monotonic() < deadline:
+        reap_orphans(known_pids=())
+        time.sleep(0.05)
 
 
 def _running(pid: int) -> bool:
