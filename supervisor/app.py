@@ -107,17 +107,20 @@ class Run:
         return int(outcome.code)
 
     def _on_signal(self, signum: int) -> None:
+        # Request the stop before logging: logging to a closed terminal must
+        # not keep the run from stopping.
         name = signal.Signals(signum).name
-        if self.stop.outcome is None:
+        first = self.stop.outcome is None
+        self.stop.request(Outcome(for_signal(signum), f"interrupted by {name}"))
+        if first:
             log.warning("received signal; stopping the run", signal=name)
         else:
             log.warning("received signal again; killing every process now", signal=name)
-        self.stop.request(Outcome(for_signal(signum), f"interrupted by {name}"))
 
     def _on_timeout(self) -> None:
         seconds = self.config.timeout_s
-        log.error("--timeout expired; stopping the run", timeout_s=seconds)
         self.stop.request(Outcome(ExitCode.TIMED_OUT, f"--timeout {seconds:g} s expired"))
+        log.error("--timeout expired; stopping the run", timeout_s=seconds)
 
     async def _prepare_data(self) -> list[Any] | Outcome:
         """Decode the data once and write one partition per client, off the event loop."""

@@ -6,6 +6,7 @@ id equals the child's pid.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -81,9 +82,15 @@ class Child:
         while chunk := await stream.read(CHUNK_BYTES):
             raw.write(chunk)
             for text, continued in splitter.feed(chunk):
-                self._on_line(self, name, text, continued)
+                self._forward(name, text, continued)
         for text, continued in splitter.flush():
-            self._on_line(self, name, text, continued)
+            self._forward(name, text, continued)
+
+    def _forward(self, stream: str, text: str, continued: bool) -> None:
+        # The pipe must keep being read, or the child blocks on a full pipe;
+        # the raw log has the line whatever happens to the event.
+        with contextlib.suppress(Exception):
+            self._on_line(self, stream, text, continued)
 
     @property
     def running(self) -> bool:
@@ -115,10 +122,12 @@ class Child:
 
     def describe_exit(self) -> str:
         """Return how the process ended, in words ("exit code 3", "SIGKILL")."""
-        return describe_returncode(self.returncode)
+        return describe_returncode(self.returncode, started=self.pid is not None)
 
 
-def describe_returncode(code: int | None) -> str:
+def describe_returncode(code: int | None, started: bool = True) -> str:
+    if not started:
+        return "not started"
     if code is None:
         return "running"
     if code < 0:

@@ -1,15 +1,17 @@
 """Command line: parse, check, create the run folder, run, return the exit code."""
 
 import asyncio
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from supervisor.app import Run
-from supervisor.config import ConfigError, default_run_dir, parse_config
+from supervisor.config import Config, ConfigError, default_run_dir, parse_config
 from supervisor.exitcodes import ExitCode
-from supervisor.output import SUPERVISOR, configure_logging
+from supervisor.output import SUPERVISOR, SUPERVISOR_EVENTS, configure_logging
 from supervisor.report import report_main
-from supervisor.rundir import RunDirError, create_run_dir
+from supervisor.rundir import RunDir, RunDirError, create_run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +38,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return int(ExitCode.INVALID_INPUT)
 
+    return execute(config, run_dir)
+
+
+def execute(config: Config, run_dir: RunDir, customize: Callable[[Run], None] | None = None) -> int:
+    """Configure output, run, and release the run folder; return the exit code.
+
+    `customize` may change the run before it starts (tests replace the plan).
+    """
     name_width = max(len(SUPERVISOR), len(f"client-{config.clients - 1}"))
     display, renderer = configure_logging(config.log_format, sys.stdout, name_width, live=config.live)
+    SUPERVISOR_EVENTS.open(run_dir.supervisor_log)
     run = Run(config, run_dir, display, colour=bool(renderer and renderer.colour))
     display.set_redraw_scheduler(run.schedule_redraw)
-    return asyncio.run(run.execute())
+    if customize is not None:
+        customize(run)
+    try:
+        return asyncio.run(run.execute())
+    finally:
+        SUPERVISOR_EVENTS.close()
+        run_dir.unlock()
+        if display.broken:
+            # Python flushes stdout at exit; a closed pipe would print a traceback.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())

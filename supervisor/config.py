@@ -6,15 +6,20 @@ names the option, the value and what to do instead.
 
 import argparse
 import ipaddress
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor import __version__
 from supervisor.exitcodes import help_table
 from supervisor.faults import Fault, FaultSpecError, parse_fault
 from supervisor.readiness import port_in_use
+
+# Largest seed NumPy and TensorFlow accept (2**32 - 1); client N gets --seed + N.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(Exception):
@@ -83,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    parser.add_argument("--version", action="version", version=f"fl-supervisor {__version__}")
     workload = parser.add_argument_group("federation")
     workload.add_argument("--clients", type=int, default=10, help="number of client processes (default: 10)")
     workload.add_argument(
@@ -287,6 +293,12 @@ def check_config(config: Config) -> None:
     _at_least("--rounds", config.rounds, 1)
     _at_least("--steps-per-epoch", config.steps_per_epoch, 1)
     _at_least("--batch-size", config.batch_size, 1)
+    _at_least("--seed", config.seed, 0)
+    if config.seed + config.clients - 1 > MAX_SEED:
+        raise ConfigError(
+            f"--seed {config.seed} is too large: client seeds run up to --seed + --clients - 1, "
+            f"which must stay at most {MAX_SEED}"
+        )
     _at_least("--max-client-failures", config.max_client_failures, 0)
     _at_least("--max-restarts", config.max_restarts, 0)
     if config.max_client_failures >= config.clients:
@@ -305,11 +317,15 @@ def check_config(config: Config) -> None:
         sampled = config.clients_per_round(fraction)
         if sampled < 1:
             remaining = config.clients - config.max_client_failures
-            of_clients = (
-                f"{config.clients} clients"
-                if remaining == config.clients
-                else (f"the {remaining} clients left after {config.max_client_failures} failures")
-            )
+            of_clients = _count(config.clients, "client")
+            if remaining != config.clients:
+                of_clients = f"the {_count(remaining, 'client')} left after {config.max_client_failures} failures"
+            # Rounded up, so that the advice itself samples at least one client.
+            least = math.ceil(1000 / remaining) / 1000
+            advice = f"raise {option} to at least {least:g}, run more --clients"
+            if config.max_client_failures:
+                advice += " or allow fewer --max-client-failures"
+            raise ConfigError(f"{option} {fraction} of {of_clients} samples {sampled} clients per round; {advice}")
             raise ConfigError(
                 f"{option} {fraction} of {of_clients} samples {sampled} clients per round; "
                 f"raise {option} to at least {1 / remaining:.3g}, run more --clients"
@@ -348,6 +364,10 @@ def check_config(config: Config) -> None:
                 f"port {config.port} on {config.host} is already in use; choose another --port "
                 "or omit it to use a free one"
             )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _at_least(option: str, value: int, minimum: int) -> None:

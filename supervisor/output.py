@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -115,6 +116,34 @@ def _default_process(_logger: Any, _method: str, event: MutableMapping[str, Any]
     return event
 
 
+class SupervisorEventFile:
+    """A structlog processor that appends the supervisor's own events to a file as JSON lines.
+
+    The children's lines are already saved byte for byte, so only events
+    with `process == "supervisor"` are written; they survive a closed
+    terminal or a scrollback the live table filled.
+    """
+
+    def __init__(self) -> None:
+        self._file: TextIO | None = None
+
+    def open(self, path: Path) -> None:
+        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open for the run
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if self._file is not None and event.get("process") == SUPERVISOR:
+            self._file.write(json.dumps(dict(event), default=str) + "\n")
+        return event
+
+
+SUPERVISOR_EVENTS = SupervisorEventFile()
+
+
 class Display:
     """The terminal: scrolling log lines with an optional live table below them.
 
@@ -127,21 +156,30 @@ class Display:
     def __init__(self, stream: TextIO, live: bool) -> None:
         self.stream = stream
         self.live = live
+        # Set once writing failed (a closed pipe or terminal). Later output is
+        # dropped, so that the supervisor can still stop its children; its own
+        # events are in the run folder too.
+        self.broken = False
         self._table: list[str] = []
         self._shown = 0
         self._schedule: Callable[[], None] | None = None
 
     def write(self, text: str) -> None:
-        if self._shown:
-            self._erase()
-        self.stream.write(text + "\n")
-        if self.live and self._table:
-            if self._schedule is not None:
-                self._schedule()
+        if self.broken:
+            return
+        try:
+            if self._shown:
+                self._erase()
+            self.stream.write(text + "\n")
+            if self.live and self._table:
+                if self._schedule is not None:
+                    self._schedule()
+                else:
+                    self.redraw()
             else:
-                self.redraw()
-        else:
-            self.stream.flush()
+                self.stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
 
     def set_redraw_scheduler(self, schedule: Callable[[], None]) -> None:
         """Let the caller batch redraws: `schedule()` must call `redraw()` soon."""
@@ -152,21 +190,28 @@ class Display:
         self.redraw()
 
     def redraw(self) -> None:
-        if not self.live:
+        if not self.live or self.broken:
             return
-        if self._shown:
-            self._erase()
-        width = _terminal_width(self.stream)
-        for line in self._table:
-            self.stream.write(_clip(line, width) + "\x1b[K\n")
-        self._shown = len(self._table)
-        self.stream.flush()
+        try:
+            if self._shown:
+                self._erase()
+            width, height = _terminal_size(self.stream)
+            lines = _fit_rows(self._table, height)
+            for line in lines:
+                self.stream.write(_clip(line, width) + "\x1b[K\n")
+            self._shown = len(lines)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
 
     def close(self) -> None:
         """Remove the table, leaving the terminal as the log lines left it."""
-        if self._shown:
-            self._erase()
-            self.stream.flush()
+        if self._shown and not self.broken:
+            try:
+                self._erase()
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
         self._table = []
         self.live = False
 
@@ -175,11 +220,25 @@ class Display:
         self._shown = 0
 
 
-def _terminal_width(stream: TextIO) -> int:
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        size = os.get_terminal_size(stream.fileno())
     except (OSError, ValueError):
-        return 120
+        return 120, 40
+    return size.columns, size.lines
+
+
+def _fit_rows(lines: list[str], height: int) -> list[str]:
+    """Keep the table below half the terminal's height, so log lines stay visible.
+
+    A table taller than the screen cannot be erased in place and would fill
+    the scrollback with stale copies; the rows cut are counted instead.
+    """
+    limit = max(3, height // 2)
+    if len(lines) <= limit:
+        return lines
+    kept = lines[: limit - 2]
+    return [*kept, f"... {len(lines) - len(kept) - 1} more processes", lines[-1]]
 
 
 def _clip(line: str, width: int) -> str:
@@ -230,6 +289,7 @@ def configure_logging(
         processors += [
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            SUPERVISOR_EVENTS,
             structlog.processors.JSONRenderer(default=str),
         ]
         live = False
@@ -238,6 +298,7 @@ def configure_logging(
         processors += [
             structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
             structlog.processors.format_exc_info,
+            SUPERVISOR_EVENTS,
             renderer,
         ]
         live = live and stream.isatty()

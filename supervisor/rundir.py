@@ -8,6 +8,7 @@ Layout:
     summary.json                                     written on every exit path
 """
 
+import fcntl
 import json
 import os
 import tempfile
@@ -20,15 +21,38 @@ class RunDirError(Exception):
 
 
 class RunDir:
-    """Paths inside one run folder."""
+    """Paths inside one run folder, and the lock that keeps a second run out of it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.supervisor_log = root / "logs" / "supervisor.log"
+        self._lock: int | None = None
         self.logs = root / "logs"
         self.partitions = root / "partitions"
         self.resources = root / "resources.csv"
         self.history = root / "history.json"
         self.summary = root / "summary.json"
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the folder until this process exits.
+
+        Two runs writing the same folder would mix their logs and samples.
+        """
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirError(
+                f"--run-dir {self.root} is in use by another run; choose another folder "
+                "or omit --run-dir for a time-stamped one"
+            ) from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def create_run_dir(root: Path, create_parents: bool = False) -> RunDir:
@@ -59,6 +83,7 @@ def create_run_dir(root: Path, create_parents: bool = False) -> RunDir:
         raise RunDirError(
             f"cannot write the run folder {root}: {error.strerror or error}; choose a writable --run-dir"
         ) from error
+    run_dir.lock()
     return run_dir
 
 
@@ -69,6 +94,7 @@ def write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, default=str)
             handle.write("\n")
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -105,7 +105,7 @@ def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
     data = summary.get("data") or {}
     if data:
         lines.append(
-            f"Data: {data.get('dataset')} from {data.get('origin')}, "
+            f"Data: {data.get('dataset')} ({data.get('origin')}), "
             f"{data.get('train_per_client')} train / {data.get('test_per_client')} test examples per client"
         )
     if summary["rounds"]:

@@ -95,7 +95,7 @@ async def stop_children(
             child=child.name,
             pid=child.pid,
             group_pids=members,
-            waited_s=round(grace_s, 1) if not force.is_set() else 0,
+            waited_s=round(loop.time() - (deadline - grace_s), 1),
         )
         child.signal_group(signal.SIGKILL)
 

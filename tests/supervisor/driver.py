@@ -8,15 +8,14 @@ skipped and the plan replaced; everything else is the real code path of
 `python -m supervisor`.
 """
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from supervisor.app import Run
+from supervisor.cli import execute
 from supervisor.config import parse_config
-from supervisor.output import configure_logging
 from supervisor.plan import Plan, ProcessSpec, WorkloadSettings, build_plan
 from supervisor.rundir import create_run_dir
 
@@ -28,17 +27,15 @@ def main() -> int:
     config = parse_config(options)
     assert config.run_dir is not None and config.port is not None
     run_dir = create_run_dir(config.run_dir)
-    display, _renderer = configure_logging(config.log_format, sys.stdout, 10, live=False)
-    run = Run(config, run_dir, display, colour=False)
 
     async def no_data() -> list[Any]:
         return []
 
     def tiny_plan(settings: WorkloadSettings, _partitions: Any, history: Path) -> Plan:
         real = build_plan(settings, [], history)
-        server = (
-            ProcessSpec("server", spec["server"], "server", ready_port=config.port) if "server" in spec else real.server
-        )
+        server = real.server
+        if "server" in spec:
+            server = ProcessSpec("server", spec["server"], "server", ready_port=config.port)
         address = f"127.0.0.1:{config.port}"
         clients = [
             ProcessSpec(name, [part.replace("{address}", address) for part in argv], "client", env=real.server.env)
@@ -46,9 +43,11 @@ def main() -> int:
         ]
         return Plan(server=server, clients=clients, host="127.0.0.1")
 
-    run._prepare_data = no_data  # type: ignore[method-assign]
-    run.build_plan = tiny_plan  # type: ignore[assignment]
-    return asyncio.run(run.execute())
+    def customize(run: Run) -> None:
+        run._prepare_data = no_data  # type: ignore[method-assign]
+        run.build_plan = tiny_plan  # type: ignore[assignment]
+
+    return execute(config, run_dir, customize)
 
 
 if __name__ == "__main__":

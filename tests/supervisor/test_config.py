@@ -7,6 +7,7 @@ import pytest
 
 from supervisor.cli import main
 from supervisor.config import ConfigError, parse_config
+from supervisor.rundir import create_run_dir
 
 
 @pytest.mark.parametrize(
@@ -81,6 +82,30 @@ def test_run_folder_missing_parent_exits_2(tmp_path: Path, capsys: pytest.Captur
     assert main(["--dataset", "synthetic", "--run-dir", str(run_dir)]) == 2
     assert "the parent folder" in capsys.readouterr().err
     assert not run_dir.parent.exists()
+
+
+def test_run_folder_in_use_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = create_run_dir(tmp_path / "run")
+    try:
+        assert main(["--dataset", "synthetic", "--run-dir", str(tmp_path / "run")]) == 2
+    finally:
+        holder.unlock()
+    assert "is in use by another run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--seed", "-1"], "--seed -1 is below 0"),
+        (["--seed", str(2**32 - 1), "--clients", "2"], "--seed 4294967295 is too large"),
+        (["--clients", "3", "--fraction-fit", "0.333"], "raise --fraction-fit to at least 0.334"),
+        (["--clients", "1"], "of 1 client samples 0 clients"),
+    ],
+)
+def test_seed_and_fraction_messages(options: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(options)
+    assert expected in str(error.value)
 
 
 def test_help_lists_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -162,3 +162,18 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_closed_stdout_still_stops_on_sigterm(tmp_path: Path) -> None:
+    process, run_dir = start_driver(tmp_path, [("client-0", children.sleeper())], "--monitor-interval", "0.2")
+    wait_for_event(process, "started", "client-0")
+    assert process.stdout is not None
+    process.stdout.close()
+    # The supervisor's next writes (resources events every 0.2 s) hit the closed pipe.
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=DEADLINE_S) == 143
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["outcome"]["status"] == "interrupted"
+    events = [json.loads(line) for line in (run_dir / "logs" / "supervisor.log").read_text().splitlines()]
+    assert any(event["event"] == "received signal; stopping the run" for event in events)
