@@ -349,7 +349,7 @@ def _resources_section(summary: dict[str, Any], samples: Samples) -> str:
                             max_gap, width=570, height=220))  # fmt: skip
     parts.append("</div></div>")
     if samples.has("gpu_memory_bytes") or samples.has("gpu_percent"):
-        parts.append("<h3>GPU memory per process</h3>")
+        parts.append("<h3>GPU memory per process, and used on all GPUs (dark line)</h3>")
         parts.append(time_chart("gpu-memory", lines("gpu_memory_bytes") + machine("gpu_memory_bytes", "all GPUs"),
                                 marks, x_max, "bytes", max_gap))  # fmt: skip
         parts.append("<h3>GPU utilisation per process (SM time; 100% = one GPU)</h3>")
@@ -602,7 +602,7 @@ def _list(value: Any) -> list[Any]:
 def report_main(argv: list[str]) -> int:
     """Run `python -m supervisor report RUN_DIR`: write report.html again and print its path.
 
-    Returns 0 on success, 2 if RUN_DIR holds no valid summary.json or the
+    Returns 0 on success, 2 if RUN_DIR contains no valid summary.json or the
     report cannot be written there.
     """
     parser = argparse.ArgumentParser(
