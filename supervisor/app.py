@@ -41,6 +41,8 @@ log = structlog.get_logger()
 T = TypeVar("T")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Time a client the server reported lost has to exit and be named, in seconds.
+_LOST_CLIENT_WAIT_S = 1.0
 # How often the live table redraws at most while lines scroll, in seconds.
 _REDRAW_S = 0.1
 
@@ -218,6 +220,12 @@ class Run:
         if event.get("event") == "round_started" and self.fleet is not None:
             self.fleet.current_round = int(event.get("round", 0))
             self._inject_faults()
+        if event.get("event") == "client_lost" and self.config.max_client_failures == 0:
+            # A client whose process died is named by its exit within moments;
+            # one that a round timeout disconnected may never exit, so the run
+            # fails on the server's word if no exit came first.
+            round_number = event.get("round")
+            asyncio.get_running_loop().call_later(_LOST_CLIENT_WAIT_S, self._fail_lost_client, round_number)
         if self.progress.update(event):
             log.info(
                 "round finished", round=self.progress.round, total_rounds=self.progress.total_rounds,
@@ -225,6 +233,16 @@ class Run:
                 duration_s=self.progress.round_durations[-1] if self.progress.round_durations else None,
             )  # fmt: skip
         self._refresh_table()
+
+    def _fail_lost_client(self, round_number: object) -> None:
+        if self.stop.outcome is not None or self.fleet is None or self.fleet.decided:
+            return
+        reason = (
+            f"the server lost a client in round {round_number} (a reply timed out or its connection ended) "
+            "and --max-client-failures is 0"
+        )
+        self.stop.request(Outcome(ExitCode.WORKLOAD_FAILED, reason))
+        log.error("run failed; stopping every process", reason=reason)
 
     def _inject_faults(self) -> None:
         assert self.fleet is not None

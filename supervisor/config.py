@@ -51,7 +51,7 @@ class Config:
     run_dir: Path | None
     live: bool
     max_client_failures: int = 0
-    client_wait_timeout_s: float = 120.0
+    client_wait_timeout_s: float = 600.0
     restart_clients: bool = False
     max_restarts: int = 3
     inject: tuple[Fault, ...] = ()
@@ -190,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--client-wait-timeout",
         type=float,
-        default=120.0,
+        default=600.0,
         metavar="SECONDS",
-        help="time the server waits for enough clients to be connected, in seconds (default: 120)",
+        help="time the server waits for enough clients to be connected, in seconds; generous because "
+        "TensorFlow clients take a while to start on a busy machine (default: 600)",
     )
     faults.add_argument(
         "--restart-clients",

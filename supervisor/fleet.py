@@ -131,6 +131,7 @@ class Fleet:
     lost: list[LostClient] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
     _pending: dict["asyncio.Future[int]", Child] = field(default_factory=dict, repr=False)
+    _decided: bool = field(default=False, repr=False)
 
     def current(self, name: str) -> Child | None:
         """Return the newest process started under `name`, or None."""
@@ -153,6 +154,11 @@ class Fleet:
         child.signal_group(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
         return True
 
+    @property
+    def decided(self) -> bool:
+        """Return True once the run's outcome is known and teardown has begun."""
+        return self._decided
+
     async def run(self, stop: StopRequest) -> Outcome:
         """Start, supervise and tear down; return the first failure or success."""
         supervise = asyncio.create_task(self._supervise())
@@ -168,6 +174,7 @@ class Fleet:
                 outcome = stop.outcome
                 log.error("stopping the run", reason=outcome.reason)
         finally:
+            self._decided = True
             stopped.cancel()
             if not supervise.done():
                 supervise.cancel()

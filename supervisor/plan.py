@@ -61,7 +61,7 @@ class WorkloadSettings:
     batch_size: int
     seed: int
     max_client_failures: int = 0
-    client_wait_timeout_s: float = 120.0
+    client_wait_timeout_s: float = 600.0
 
 
 def build_plan(settings: WorkloadSettings, partitions: list[Path], history_path: Path) -> Plan:

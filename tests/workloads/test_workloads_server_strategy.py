@@ -143,8 +143,8 @@ def test_round_events(tmp_path: Path) -> None:
         "evaluate_done",
         "round_done",
     ]
-    assert events[0] == {"event": "server_started", "num_rounds": 2, "min_clients": 4}
-    assert events[1] == {"event": "round_started", "round": 1, "clients": 2}
+    assert events[0] == {"event": "server_started", "num_rounds": 2, "min_clients": 4, "max_client_failures": 0}
+    assert events[1] == {"event": "round_started", "round": 1, "clients": 2, "available": 4}
     assert events[2] == {"event": "fit_done", "round": 1, "results": 2, "failures": 1}
     assert events[3] == {"event": "evaluate_done", "round": 1, "results": 4, "failures": 0}
     round_done = events[4]
@@ -203,6 +203,62 @@ def test_min_clients_from_fractions(tmp_path: Path) -> None:
     assert strategy.min_available_clients == 5
     assert strategy.min_fit_clients == 1
     assert strategy.min_evaluate_clients == 1
+
+
+@pytest.mark.parametrize(
+    ("max_client_failures", "min_available", "min_fit", "min_evaluate"),
+    [
+        # K = 0 keeps the settings that the server used before failures were allowed.
+        (0, 10, 5, 10),
+        # The minimums come from the fractions of N - K, never from N.
+        (1, 9, 4, 9),
+        (4, 6, 3, 6),
+        (9, 1, 1, 1),
+    ],
+)
+def test_min_clients_with_failure_budget(
+    max_client_failures: int, min_available: int, min_fit: int, min_evaluate: int
+) -> None:
+    strategy = RecordingFedAvg(
+        num_rounds=1,
+        num_clients=10,
+        fraction_fit=0.5,
+        fraction_evaluate=1.0,
+        history_path=None,
+        max_client_failures=max_client_failures,
+        emit=print,
+    )
+
+    assert strategy.min_available_clients == min_available
+    assert strategy.min_fit_clients == min_fit
+    assert strategy.min_evaluate_clients == min_evaluate
+
+
+@pytest.mark.parametrize("max_client_failures", [-1, 4])
+def test_failure_budget_out_of_range(max_client_failures: int) -> None:
+    with pytest.raises(ValueError, match=f"between 0 and num_clients - 1 \\(3\\), got {max_client_failures}"):
+        RecordingFedAvg(
+            num_rounds=1,
+            num_clients=4,
+            fraction_fit=0.5,
+            fraction_evaluate=1.0,
+            history_path=None,
+            max_client_failures=max_client_failures,
+        )
+
+
+def test_active_round_between_rounds(tmp_path: Path) -> None:
+    strategy = make_strategy(tmp_path, [])
+    manager = client_manager(4)
+    assert strategy.active_round == 1
+
+    instructions = strategy.configure_fit(1, weights(0.0), manager)
+    assert strategy.active_round == 1
+    strategy.aggregate_fit(1, [(proxy, fit_res(1.0, 5)) for proxy, _ in instructions], [])
+    proxies = [proxy for proxy, _ in strategy.configure_evaluate(1, weights(1.0), manager)]
+    strategy.aggregate_evaluate(1, [(proxies[0], evaluate_res(1.0, 5, 0.1))], [])
+
+    assert strategy.active_round == 2
 
 
 def test_weighted_accuracy() -> None:
