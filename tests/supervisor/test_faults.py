@@ -149,9 +149,7 @@ def _round_server(port: int, ready_files: list[str]) -> list[str]:
 def _run_with_injection(tmp_path: Path, *options: str) -> tuple[int, dict, float]:
     port = free_port("127.0.0.1")
     ready_files = [str(tmp_path / f"client-{index}.ready") for index in range(3)]
-    clients = [
-        [f"client-{index}", children.client_until_server_stops(port, ready_files[index])] for index in range(3)
-    ]
+    clients = [[f"client-{index}", children.client_until_server_stops(port, ready_files[index])] for index in range(3)]
     spec = {"server": _round_server(port, ready_files), "clients": clients}
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(spec))
