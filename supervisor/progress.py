@@ -39,6 +39,8 @@ class RoundProgress:
     last_accuracy: float | None = None
     round_durations: list[float] = field(default_factory=list)
     round_started_at: float | None = None
+    # Replies in the current phase: (done, of), from client_done events.
+    phase_done: tuple[int, int] | None = None
 
     def update(self, event: dict[str, Any]) -> bool:
         """Apply one round event; return True when a round has just finished."""
@@ -49,9 +51,14 @@ class RoundProgress:
             self.round = int(event.get("round", self.round + 1))
             self.sampled = int(event.get("clients", 0))
             self.phase = "fit"
+            self.phase_done = None
             self.round_started_at = time.monotonic()
+        elif kind == "client_done":
+            self.phase = str(event.get("phase", self.phase))
+            self.phase_done = (int(event.get("done", 0)), int(event.get("of", 0)))
         elif kind == "fit_done":
             self.phase = "evaluate"
+            self.phase_done = None
         elif kind == "round_done":
             self.phase = "between rounds"
             self.last_loss = _number(event.get("loss"))
@@ -85,8 +92,10 @@ class RoundProgress:
         if self.round == 0:
             return f"round 0/{self.total_rounds}: {self.phase}"
         parts = [f"round {self.round}/{self.total_rounds}: {self.phase}"]
-        if self.phase == "fit" and self.sampled:
-            parts[0] += f" ({self.sampled} clients sampled)"
+        if self.phase_done is not None and self.phase in ("fit", "evaluate"):
+            parts[0] += f" {self.phase_done[0]}/{self.phase_done[1]} clients done"
+        elif self.phase == "fit" and self.sampled:
+            parts[0] += f" (0/{self.sampled} clients done)"
         if self.last_loss is not None:
             parts.append(f"last loss {self.last_loss:.4f}")
         if self.last_accuracy is not None:

@@ -2,8 +2,11 @@
 
 stdout carries only round events, one per line: the prefix "fl-event " and a
 compact JSON object with an "event" key (server_started, round_started,
-fit_done, evaluate_done, round_done, client_lost, server_done, server_stopped,
-server_failed). Flower's own log goes to stderr.
+client_done, fit_done, evaluate_done, round_done, client_lost, server_done,
+server_stopped, server_failed). client_done follows each client's fit or
+evaluate reply: {"event": "client_done", "round": R, "phase": "fit" or
+"evaluate", "done": replies so far, "of": clients sampled, "failed": bool}.
+Flower's own log goes to stderr.
 
 Lost clients. Flower's SimpleClientManager waits up to 24 hours for enough
 clients before each fit and evaluate sampling, so the server always uses
@@ -233,7 +236,7 @@ class RecordingFedAvg(FedAvg):
                 "available": client_manager.num_available(),
             }
         )
-        return instructions
+        return _reporting(instructions, server_round, "fit", self.emit)
 
     def aggregate_fit(
         self,
@@ -255,7 +258,7 @@ class RecordingFedAvg(FedAvg):
         instructions = super().configure_evaluate(server_round, parameters, client_manager)
         if not instructions:
             self._end_round(server_round)
-        return instructions
+        return _reporting(instructions, server_round, "evaluate", self.emit)
 
     def aggregate_evaluate(
         self,
@@ -388,6 +391,70 @@ def _failure_tolerant_client_manager(
     # before it stops the gRPC server, so the disconnects caused by that stop are not reported.
     add_exit_handler(manager.stop_reporting, run_before_force_exit=True)
     return manager
+
+
+class _PhaseCounter:
+    """Replies so far in one fit or evaluate phase; Flower calls clients from a thread pool."""
+
+    def __init__(self, server_round: int, phase: str, total: int, emit: EventSink) -> None:
+        self.server_round = server_round
+        self.phase = phase
+        self.total = total
+        self.done = 0
+        self._emit = emit
+        self._lock = threading.Lock()
+
+    def report(self, failed: bool) -> None:
+        with self._lock:
+            self.done += 1
+            done = self.done
+        self._emit({"event": "client_done", "round": self.server_round, "phase": self.phase, "done": done,
+                    "of": self.total, "failed": failed})  # fmt: skip
+
+
+class _ReportingProxy(ClientProxy):
+    """A ClientProxy that reports each fit or evaluate reply, or its failure, as a client_done event.
+
+    Flower's legacy server has no per-reply hook, so the strategy hands these
+    wrappers to it instead of the proxies that the client manager sampled.
+    """
+
+    def __init__(self, inner: ClientProxy, counter: _PhaseCounter) -> None:
+        super().__init__(inner.cid)
+        self._inner = inner
+        self._counter = counter
+
+    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+        return self._reported(lambda: self._inner.fit(ins, timeout, group_id))
+
+    def evaluate(self, ins: EvaluateIns, timeout: float | None, group_id: int | None) -> EvaluateRes:
+        return self._reported(lambda: self._inner.evaluate(ins, timeout, group_id))
+
+    def get_properties(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+        return self._inner.get_properties(ins, timeout, group_id)
+
+    def get_parameters(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+        return self._inner.get_parameters(ins, timeout, group_id)
+
+    def reconnect(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+        return self._inner.reconnect(ins, timeout, group_id)
+
+    def _reported(self, call: Callable[[], Any]) -> Any:
+        try:
+            result = call()
+        except BaseException:
+            self._counter.report(failed=True)
+            raise
+        status = getattr(result, "status", None)
+        self._counter.report(failed=getattr(getattr(status, "code", None), "value", 0) != 0)
+        return result
+
+
+def _reporting(
+    instructions: list[tuple[ClientProxy, Any]], server_round: int, phase: str, emit: EventSink
+) -> list[tuple[ClientProxy, Any]]:
+    counter = _PhaseCounter(server_round, phase, len(instructions), emit)
+    return [(_ReportingProxy(proxy, counter), ins) for proxy, ins in instructions]
 
 
 def _skip_telemetry_event(event_type: flwr.supercore.telemetry.EventType, event_details: dict[str, Any] | None) -> str:

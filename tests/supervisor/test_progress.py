@@ -16,7 +16,9 @@ def test_parse_event_ignores_other_lines() -> None:
 def test_progress_follows_rounds() -> None:
     progress = RoundProgress(total_rounds=3)
     assert progress.update({"event": "round_started", "round": 1, "clients": 5}) is False
-    assert progress.describe().startswith("round 1/3: fit (5 clients sampled)")
+    assert progress.describe().startswith("round 1/3: fit (0/5 clients done)")
+    progress.update({"event": "client_done", "round": 1, "phase": "fit", "done": 2, "of": 5, "failed": False})
+    assert progress.describe().startswith("round 1/3: fit 2/5 clients done")
     progress.update({"event": "fit_done", "round": 1})
     assert progress.phase == "evaluate"
     finished = progress.update({"event": "round_done", "round": 1, "loss": 2.5, "accuracy": 0.25, "duration_s": 60.0})

@@ -75,9 +75,14 @@ def free_address() -> str:
 
 
 class EventReader:
-    """Collect a process's stdout lines on a thread, so reads can time out; next_event parses "fl-event" lines."""
+    """Collect a process's stdout lines on a thread, so reads can time out; next_event parses "fl-event" lines.
+
+    Per-reply client_done events are kept apart in `client_done`, so tests read
+    the round events in order.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
+        self.client_done: list[dict[str, Any]] = []
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
         self.thread.start()
@@ -97,10 +102,14 @@ class EventReader:
         return line
 
     def next_event(self, timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
-        line = self.next_line(timeout_s)
-        assert line.startswith("fl-event "), f"unexpected stdout line: {line!r}"
-        event: dict[str, Any] = json.loads(line.removeprefix("fl-event "))
-        return event
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self.next_line(deadline - time.monotonic())
+            assert line.startswith("fl-event "), f"unexpected stdout line: {line!r}"
+            event: dict[str, Any] = json.loads(line.removeprefix("fl-event "))
+            if event["event"] != "client_done":
+                return event
+            self.client_done.append(event)
 
     def events_until(self, name: str, timeout_s: float = EVENT_TIMEOUT_S) -> list[dict[str, Any]]:
         """Return the events up to and including the next one named `name`, all within `timeout_s`."""
@@ -217,6 +226,14 @@ def test_server_runs_all_rounds(tmp_path: Path, processes: list[subprocess.Popen
     assert history["num_rounds"] == 2
     assert [r["round"] for r in history["rounds"]] == [1, 2]
     assert history["rounds"][1]["evaluate_results"] == 2
+
+    # One client_done per reply: 1 fit and 2 evaluate replies per round.
+    phases = [(event["round"], event["phase"], event["done"], event["of"]) for event in events.client_done]
+    assert sorted(phases) == [
+        (1, "evaluate", 1, 2), (1, "evaluate", 2, 2), (1, "fit", 1, 1),
+        (2, "evaluate", 1, 2), (2, "evaluate", 2, 2), (2, "fit", 1, 1),
+    ]  # fmt: skip
+    assert not any(event["failed"] for event in events.client_done)
 
 
 @pytest.mark.parametrize("max_client_failures", ["0", "1"])
@@ -533,4 +550,5 @@ def test_round_timeout_without_failure_budget(tmp_path: Path, processes: list[su
     names = [event["event"] for event in seen]
     assert names == ["round_started", "client_lost", "fit_done", "round_done", "server_done"]
     assert seen[2] == {"event": "fit_done", "round": 1, "results": 1, "failures": 1}
+    assert sorted(event["failed"] for event in events.client_done) == [False, True]
     assert server.wait(timeout=30) == 0
