@@ -68,6 +68,7 @@ class Run:
         # Replaceable, so that tests can run the same steps with tiny children.
         self.build_plan = build_plan
         self._redraw_pending = False
+        self._flush_pending = False
 
     async def execute(self) -> int:
         """Run everything and return the exit code; summary.json is always written."""
@@ -275,6 +276,18 @@ class Run:
         table = render_table(self.fleet.children, self.sampler, self.started_at, self.colour)
         self.display.show_table([self.progress.describe(), *table])
 
+    def schedule_flush(self) -> None:
+        """Flush the output once the event loop has handled what is ready now."""
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+
+        def flush() -> None:
+            self._flush_pending = False
+            self.display.flush()
+
+        asyncio.get_running_loop().call_soon(flush)
+
     def schedule_redraw(self) -> None:
         """Redraw the table once, shortly, however many lines arrive meanwhile."""
         if self._redraw_pending:
@@ -322,10 +335,19 @@ class Run:
 
 
 def _log_line(child: Child, stream: str, text: str, continued: bool) -> None:
+    # A logger bound once per child and stream skips rebuilding the lazy
+    # proxy's logger on every line, which matters at thousands of lines a second.
+    key = (child.name, child.pid, stream)
+    bound = _line_loggers.get(key)
+    if bound is None:
+        bound = _line_loggers[key] = log.bind(process=child.name, pid=child.pid, stream=stream)
     if continued:
-        log.info("output", process=child.name, pid=child.pid, stream=stream, line=text, continued=True)
+        bound.info("output", line=text, continued=True)
     else:
-        log.info("output", process=child.name, pid=child.pid, stream=stream, line=text)
+        bound.info("output", line=text)
+
+
+_line_loggers: dict[tuple[str, int | None, str], Any] = {}
 
 
 async def _in_thread(function: Callable[[], T]) -> T:

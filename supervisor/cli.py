@@ -51,11 +51,13 @@ def execute(config: Config, run_dir: RunDir, customize: Callable[[Run], None] | 
     SUPERVISOR_EVENTS.open(run_dir.supervisor_log)
     run = Run(config, run_dir, display, colour=bool(renderer and renderer.colour))
     display.set_redraw_scheduler(run.schedule_redraw)
+    display.set_flush_scheduler(run.schedule_flush)
     if customize is not None:
         customize(run)
     try:
         return asyncio.run(run.execute())
     finally:
+        display.flush()
         SUPERVISOR_EVENTS.close()
         run_dir.unlock()
         if display.broken:

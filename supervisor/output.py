@@ -11,7 +11,9 @@ NO_COLOR and FORCE_COLOR, then whether the stream is a terminal.
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, MutableMapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -111,6 +113,34 @@ def _format_value(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+class _CachedClock:
+    """Format the current time once per distinct value, since lines arrive thousands per second."""
+
+    def __init__(self, render: Callable[[float], str], resolution_s: float) -> None:
+        self._render = render
+        self._resolution = resolution_s
+        self._key = -1
+        self._text = ""
+
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        now = time.time()
+        key = int(now / self._resolution)
+        if key != self._key:
+            self._key = key
+            self._text = self._render(now)
+        event["timestamp"] = self._text
+        return event
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ISO 8601 in UTC to the millisecond for JSON; local HH:MM:SS on the console.
+_iso_timestamp = _CachedClock(_iso, 0.001)
+_clock_timestamp = _CachedClock(lambda now: time.strftime("%H:%M:%S", time.localtime(now)), 1.0)
+
+
 def _default_process(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.setdefault("process", SUPERVISOR)
     return event
@@ -163,6 +193,7 @@ class Display:
         self._table: list[str] = []
         self._shown = 0
         self._schedule: Callable[[], None] | None = None
+        self._schedule_flush: Callable[[], None] | None = None
 
     def write(self, text: str) -> None:
         if self.broken:
@@ -176,8 +207,26 @@ class Display:
                     self._schedule()
                 else:
                     self.redraw()
+            elif self._schedule_flush is not None:
+                self._schedule_flush()
             else:
                 self.stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def set_flush_scheduler(self, schedule: Callable[[], None]) -> None:
+        """Let the caller batch flushes: `schedule()` must call `flush()` soon.
+
+        A flush per line costs a system call per line; the lines of one chunk
+        of child output then reach the terminal or pipe in one write.
+        """
+        self._schedule_flush = schedule
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.flush()
         except (OSError, ValueError):
             self.broken = True
 
@@ -287,7 +336,7 @@ def configure_logging(
     processors: list[Any] = [structlog.processors.add_log_level, _default_process]
     if log_format == "json":
         processors += [
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _iso_timestamp,
             structlog.processors.format_exc_info,
             SUPERVISOR_EVENTS,
             structlog.processors.JSONRenderer(default=str),
@@ -296,7 +345,7 @@ def configure_logging(
     else:
         renderer = ConsoleRenderer(colour=use_colour(stream), name_width=name_width)
         processors += [
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            _clock_timestamp,
             structlog.processors.format_exc_info,
             SUPERVISOR_EVENTS,
             renderer,
