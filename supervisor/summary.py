@@ -126,9 +126,9 @@ def render_summary(summary: dict[str, Any], run_dir: str) -> list[str]:
     if summary.get("lost_clients"):
         lines += ["", "Lost clients:"]
         for entry in summary["lost_clients"]:
-            cause = "injected " + entry["injected"] if entry["injected"] else "real failure"
+            cause = "" if entry["injected"] else " (a real failure)"
             then = "restarted" if entry["restarted"] else "missed rounds " + ", ".join(map(str, entry["rounds_missed"]))
-            lines.append(f"  {entry['name']} in round {entry['lost_in_round']}: {entry['status']} ({cause}); {then}")
+            lines.append(f"  {entry['name']} in round {entry['lost_in_round']}: {entry['status']}{cause}; {then}")
     lines += ["", f"Run folder: {run_dir}"]
     return lines
 
