@@ -98,7 +98,7 @@ class LostClient:
 
     `round` is the round in progress (0 before round 1). `injected` names the
     fault that the supervisor injected on purpose, or is None for a real
-    failure. `restarted` tells whether a new process took its place.
+    failure. `restarted` is true when a new process took its place.
     """
 
     name: str
@@ -126,7 +126,7 @@ class Fleet:
     known_pids: set[int] = field(default_factory=set)
     children: list[Child] = field(default_factory=list)
     server_finished_at: float | None = None
-    # The round in progress, set by whoever reads the server's round events.
+    # The round in progress, set by the code that reads the server's round events.
     current_round: int = 0
     lost: list[LostClient] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -144,7 +144,7 @@ class Fleet:
         """Inject a fault into client `name`: "kill" (SIGKILL) or "stall" (SIGSTOP).
 
         Returns False if that client is not running. The process group gets
-        the signal, so a stalled client stops answering until teardown.
+        the signal, so a stalled client sends no reply until teardown.
         """
         child = self.current(name)
         if child is None or not child.running:
@@ -236,7 +236,7 @@ class Fleet:
         pending = {child.exited: child for child in self.children if child.exited is not None}
         self._pending = pending
         # Clients that exited cleanly while the server still ran, with the time.
-        # A server that has just told its clients to disconnect can take a
+        # A server that has just asked its clients to disconnect can take a
         # moment to exit itself, so they are judged when it does, or after
         # `drain_s` if it does not.
         early: dict[Child, float] = {}

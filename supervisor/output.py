@@ -150,8 +150,8 @@ class SupervisorEventFile:
     """A structlog processor that appends the supervisor's own events to a file as JSON lines.
 
     The children's lines are already saved byte for byte, so only events
-    with `process == "supervisor"` are written; they survive a closed
-    terminal or a scrollback the live table filled.
+    with `process == "supervisor"` are written. They survive a closed
+    terminal or a scrollback that the live table filled.
     """
 
     def __init__(self) -> None:
@@ -217,8 +217,8 @@ class Display:
     def set_flush_scheduler(self, schedule: Callable[[], None]) -> None:
         """Let the caller batch flushes: `schedule()` must call `flush()` soon.
 
-        A flush per line costs a system call per line; the lines of one chunk
-        of child output then reach the terminal or pipe in one write.
+        A flush per line costs a system call per line. Batched, the lines of
+        one chunk of child output reach the terminal or pipe in one write.
         """
         self._schedule_flush = schedule
 
