@@ -41,10 +41,6 @@ class Plan:
     clients: list[ProcessSpec]
     host: str
 
-    @property
-    def all(self) -> list[ProcessSpec]:
-        return [self.server, *self.clients]
-
 
 @dataclass(frozen=True)
 class WorkloadSettings:
