@@ -179,7 +179,8 @@ class Run:
             self._refresh_table()
 
         def exited(child: Child) -> None:
-            self.sampler.mark_exited(child.name)
+            if child.pid is not None:
+                self.sampler.mark_exited(child.pid)
             self._refresh_table()
 
         self.fleet = Fleet(

@@ -43,6 +43,7 @@ class Child:
         self.stopped_by_supervisor = False
         # The fault the supervisor injected on purpose ("kill", "stall"), if any.
         self.injected: str | None = None
+        self.injected_round: int | None = None
         self._log_dir = log_dir
         self._on_line = on_line
         self._process: asyncio.subprocess.Process | None = None

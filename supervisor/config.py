@@ -327,11 +327,6 @@ def check_config(config: Config) -> None:
             if config.max_client_failures:
                 advice += " or allow fewer --max-client-failures"
             raise ConfigError(f"{option} {fraction} of {of_clients} samples {sampled} clients per round; {advice}")
-            raise ConfigError(
-                f"{option} {fraction} of {of_clients} samples {sampled} clients per round; "
-                f"raise {option} to at least {1 / remaining:.3g}, run more --clients"
-                + (" or allow fewer --max-client-failures" if config.max_client_failures else "")
-            )
     for option, seconds in (
         ("--grace", config.grace_s),
         ("--download-timeout", config.download_timeout_s),

@@ -47,7 +47,8 @@ def parse_fault(text: str, clients: int, rounds: int) -> Fault:
         raise FaultSpecError(f"--inject {text!r}: there are only client-0 to client-{clients - 1}")
     if not 1 <= round_number <= rounds:
         raise FaultSpecError(f"--inject {text!r}: round {round_number} is outside 1-{rounds}")
-    return Fault(kind, client, round_number)
+    # The process names have no leading zeros: client-01 means client-1.
+    return Fault(kind, f"client-{index}", round_number)
 
 
 class FaultPlan:

@@ -150,6 +150,7 @@ class Fleet:
         if child is None or not child.running:
             return False
         child.injected = kind
+        child.injected_round = self.current_round
         log.warning("injected fault", fault=kind, child=name, pid=child.pid, round=self.current_round)
         child.signal_group(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
         return True
@@ -288,7 +289,7 @@ class Fleet:
         """Record a lost client; restart it, go on without it, or fail the run."""
         if child.injected:
             reason = f"{reason}, by an injected {child.injected}"
-        lost = LostClient(child.name, child.pid, self.current_round, reason, child.injected)
+        lost = LostClient(child.name, child.pid, _lost_round(child, self.current_round), reason, child.injected)
         self.lost.append(lost)
 
         if self.options.restart_clients and self.restarts.get(child.name, 0) < self.options.max_restarts:
@@ -335,7 +336,9 @@ class Fleet:
         """
         reason = f"still running {self.options.drain_s:g} s after the server finished"
         for child in clients:
-            self.lost.append(LostClient(child.name, child.pid, self.current_round, reason, child.injected))
+            status = reason + (f", after an injected {child.injected}" if child.injected else "")
+            self.lost.append(LostClient(child.name, child.pid, _lost_round(child, self.current_round), status,
+                                        child.injected))  # fmt: skip
         failures = sum(1 for entry in self.lost if not entry.restarted)
         names = ", ".join(child.name for child in clients)
         if failures > self.options.max_client_failures:
@@ -358,3 +361,8 @@ class Fleet:
     def _fail(self, name: str, reason: str) -> Outcome:
         log.error("run failed; stopping every process", failed=name, reason=reason)
         return Outcome(ExitCode.WORKLOAD_FAILED, reason, name)
+
+
+def _lost_round(child: Child, current_round: int) -> int:
+    """Return the round a client was lost in: an injected fault's round, else the round in progress."""
+    return child.injected_round if child.injected_round is not None else current_round

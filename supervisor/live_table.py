@@ -23,7 +23,7 @@ def render_table(children: list[Child], sampler: ResourceSampler, run_started_at
         header += f"  {'GPU %':>6}  {'GPU memory':>10}"
     lines = [f"{_HEADER_STYLE}{header}{_RESET}" if colour else header]
     for child in children:
-        usage = sampler.usage.get(child.name)
+        usage = sampler.usage.get(child.pid) if child.pid is not None else None
         status = "running" if child.running else child.describe_exit()
         if child.running and usage is not None and usage.processes > 1:
             status += f" ({usage.processes} procs)"

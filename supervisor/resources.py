@@ -63,14 +63,15 @@ class ResourceSampler:
 
     samples_path: Path | None = None
     gpu: GpuSampler | None = None
-    usage: dict[str, Usage] = field(default_factory=dict)
+    # Keyed by pid: a restarted client is a new process with figures of its own.
+    usage: dict[int, Usage] = field(default_factory=dict)
     machine: Machine = field(default_factory=Machine)
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
     _file: TextIO | None = None
     _writer: Any = None
 
     def track(self, name: str, pid: int) -> None:
-        self.usage[name] = Usage(name=name, pid=pid)
+        self.usage[pid] = Usage(name=name, pid=pid)
 
     def sample(self) -> None:
         """Take one sample of every tracked child that is still alive."""
@@ -84,7 +85,7 @@ class ResourceSampler:
                 continue
             pids = _subtree(usage.pid, children_of)
             if usage.pid not in pids:
-                self.mark_exited(usage.name)
+                self.mark_exited(usage.pid)
                 continue
             cpu_percent, rss, cpu_seconds, count = 0.0, 0, 0.0, 0
             for pid in pids:
@@ -136,8 +137,8 @@ class ResourceSampler:
                 del self._procs[pid]
         self._write(rows)
 
-    def mark_exited(self, name: str) -> None:
-        usage = self.usage.get(name)
+    def mark_exited(self, pid: int) -> None:
+        usage = self.usage.get(pid)
         if usage is not None:
             usage.alive = False
             usage.cpu_percent = 0.0
@@ -162,14 +163,17 @@ class ResourceSampler:
                 {"index": device.index, "name": device.name, "memory_total_bytes": device.memory_total_bytes}
                 for device in self.gpu.devices
             ],
-            "processes": {
-                usage.name: {
-                    "peak_gpu_memory_bytes": usage.peak_gpu_memory_bytes,
-                    "peak_gpu_percent": round(usage.peak_gpu_percent, 1),
-                }
-                for usage in self.usage.values()
-            },
+            "processes": self._gpu_peaks_by_name(),
         }
+
+    def _gpu_peaks_by_name(self) -> dict[str, dict[str, Any]]:
+        """Return each process name's GPU peaks, the maximum over its restarts."""
+        peaks: dict[str, dict[str, Any]] = {}
+        for usage in self.usage.values():
+            entry = peaks.setdefault(usage.name, {"peak_gpu_memory_bytes": 0, "peak_gpu_percent": 0.0})
+            entry["peak_gpu_memory_bytes"] = max(entry["peak_gpu_memory_bytes"], usage.peak_gpu_memory_bytes)
+            entry["peak_gpu_percent"] = max(entry["peak_gpu_percent"], round(usage.peak_gpu_percent, 1))
+        return peaks
 
     def _process(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)

@@ -26,7 +26,7 @@ def build_summary(
     ended_at = time.time()
     processes = []
     for child in children:
-        usage = sampler.usage.get(child.name)
+        usage = sampler.usage.get(child.pid) if child.pid is not None else None
         code = child.returncode
         processes.append({
             "name": child.name,

@@ -1,6 +1,7 @@
 """Lost clients, restarts and injected faults, with real tiny children."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -103,6 +104,7 @@ def test_stalled_client_is_torn_down(tmp_path: Path) -> None:
 def test_parse_fault_forms() -> None:
     assert parse_fault("kill:client-3@round=2", clients=4, rounds=3) == Fault("kill", "client-3", 2)
     assert parse_fault("stall:client-0@round=1", clients=1, rounds=1) == Fault("stall", "client-0", 1)
+    assert parse_fault("kill:client-01@round=2", clients=4, rounds=3) == Fault("kill", "client-1", 2)
 
 
 @pytest.mark.parametrize(
@@ -192,3 +194,34 @@ def test_injected_stall_ends_at_teardown(tmp_path: Path) -> None:
     stalled = next(p for p in summary["processes"] if p["name"] == "client-1")
     assert stalled["stopped_by_supervisor"] is True
     assert signal.Signals(stalled["signal"]) in (signal.SIGTERM, signal.SIGKILL)
+
+
+def test_stalled_client_lost_in_injected_round(tmp_path: Path) -> None:
+    import asyncio
+
+    port = free_port("127.0.0.1")
+    ready = str(tmp_path / "client-1.ready")
+    plan = children.plan(children.listening_server(port, run_s=3), port, [
+        ("client-0", children.client_until_server_stops(port)),
+        ("client-1", children.client_until_server_stops(port, ready)),
+    ])  # fmt: skip
+    fleet = Fleet(plan=plan, log_dir=tmp_path, on_line=Recorder(),
+                  options=FleetOptions(grace_s=1.0, drain_s=0.5, max_client_failures=1, min_clients=1))  # fmt: skip
+
+    async def main() -> Outcome:
+        running = asyncio.create_task(fleet.run(StopRequest()))
+        deadline = time.monotonic() + DEADLINE_S
+        while not os.path.exists(ready):  # noqa: ASYNC240 - a stat per 50 ms in a test
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        fleet.current_round = 1
+        assert fleet.inject("stall", "client-1")
+        fleet.current_round = 3
+        return await asyncio.wait_for(running, DEADLINE_S)
+
+    outcome = asyncio.run(main())
+    assert outcome.code == ExitCode.OK
+    assert [entry.name for entry in fleet.lost] == ["client-1"]
+    assert fleet.lost[0].round == 1
+    assert fleet.lost[0].injected == "stall"
+    assert fleet.lost[0].status.endswith("after an injected stall")

@@ -279,7 +279,7 @@ def test_resource_sampler_sums_subtree_gpu(tmp_path: Path, parent_and_child: tup
     sampler = ResourceSampler(samples_path=path, gpu=open_fake(fake))
     sampler.track("client-0", parent_pid)
     sampler.sample()
-    usage = sampler.usage["client-0"]
+    usage = sampler.usage[parent_pid]
     assert usage.processes == 2
     assert usage.gpu_memory_bytes == 3 * GIB
     assert usage.gpu_percent == 55.0
