@@ -24,7 +24,7 @@ from workloads import runtime  # noqa: F401  (turns Flower's telemetry off befor
 
 import flwr as fl
 
-from bench.common import add_workload_arguments, free_port, quiet_logger
+from bench.common import add_workload_arguments, build_client, free_port
 from bench.rounds import TimedFedAvg
 from workloads.data import Partition, load_dataset, partition
 
@@ -44,20 +44,7 @@ def run_server(address: str, args: argparse.Namespace) -> None:
 
 
 def run_client(address: str, part: Partition, seed: int, args: argparse.Namespace) -> None:
-    import keras
-
-    from workloads.client import PartitionClient
-    from workloads.model import build_model
-
-    keras.utils.set_random_seed(seed)
-    model = build_model()
-    client = PartitionClient(
-        model,
-        part,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        logger=quiet_logger("classic"),
-    )
+    client = build_client(part, seed, args, "classic")
     fl.client.start_client(server_address=address, client=client.to_client(), insecure=True)
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 # Flower's and Ray's usage reporting stay off: the benchmark must not reach any outside host.
 QUIET_ENVIRONMENT = {
@@ -45,3 +46,24 @@ def quiet_logger(name: str) -> logging.Logger:
 
 def partition_path(partitions_dir: Path, index: int) -> Path:
     return partitions_dir / f"partition-{index}.npz"
+
+
+def build_client(part: Any, seed: int, args: argparse.Namespace, system: str) -> Any:
+    """Seed Keras and return the same PartitionClient that `python -m workloads.client` runs.
+
+    TensorFlow is imported here, inside the client's own process, and never
+    at module level: forking a process that has loaded it is not safe.
+    """
+    import keras
+
+    from workloads.client import PartitionClient
+    from workloads.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    return PartitionClient(
+        build_model(),
+        part,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        logger=quiet_logger(system),
+    )

@@ -23,28 +23,16 @@ from flwr.common import Context
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 from flwr.simulation import run_simulation
 
-from bench.common import add_workload_arguments, partition_path, quiet_logger
+from bench.common import add_workload_arguments, build_client, partition_path
 from bench.rounds import TimedFedAvg
 
 
 def make_client(context: Context, *, partitions_dir: Path, args: argparse.Namespace) -> Client:
-    import keras
-
-    from workloads.client import PartitionClient
     from workloads.data import load_partition
-    from workloads.model import build_model
 
     index = int(context.node_config["partition-id"])
     part = load_partition(partition_path(partitions_dir, index))
-    keras.utils.set_random_seed(args.seed + index)
-    model = build_model()
-    client = PartitionClient(
-        model,
-        part,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        logger=quiet_logger("simengine"),
-    )
+    client = build_client(part, args.seed + index, args, "simengine")
     return client.to_client()
 
 

@@ -223,9 +223,9 @@ class Run:
             self.fleet.current_round = int(event.get("round", 0))
             self._inject_faults()
         if event.get("event") == "client_lost" and self.config.max_client_failures == 0:
-            # A client whose process died is named by its exit within moments;
-            # one that a round timeout disconnected may never exit, so the run
-            # fails on the server's word if no exit came first.
+            # A client whose process died is named by its exit within moments.
+            # One that a round timeout disconnected may never exit, so the run
+            # fails on the server's report if no exit came first.
             round_number = event.get("round")
             asyncio.get_running_loop().call_later(_LOST_CLIENT_WAIT_S, self._fail_lost_client, round_number)
         if self.progress.update(event):

@@ -88,8 +88,8 @@ class Child:
             self._forward(name, text, continued)
 
     def _forward(self, stream: str, text: str, continued: bool) -> None:
-        # The pipe must keep being read, or the child blocks on a full pipe;
-        # the raw log has the line whatever happens to the event.
+        # The pipe must keep being read, or the child blocks on a full pipe.
+        # The caller has already written the chunk to the raw log.
         with contextlib.suppress(Exception):
             self._on_line(self, stream, text, continued)
 

@@ -1,8 +1,8 @@
 """Fault injection: kill or stall chosen clients at chosen rounds, on purpose.
 
 `--inject kill:client-3@round=2` sends SIGKILL to client-3's process group
-when round 2 starts; `stall:` sends SIGSTOP instead, so the client sends no
-replies (with `--round-timeout` the server counts it as a failure).
+when round 2 starts. `stall:` sends SIGSTOP instead, so the client sends no
+replies, and with `--round-timeout` the server counts it as a failure.
 `--inject-random-kill P` kills each running client with probability P at
 the start of every round, from a random generator seeded with
 `--inject-seed`, so a run can be repeated exactly.

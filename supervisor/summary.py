@@ -69,7 +69,7 @@ def _lost_entry(entry: LostClient, total_rounds: int) -> dict[str, Any]:
     """Describe a lost client with the rounds it missed.
 
     A client lost for good misses the round it was lost in and every later
-    one; a restarted client misses the round it was lost in.
+    one. A restarted client misses only the round it was lost in.
     """
     first = max(1, entry.round)
     missed = [first] if entry.restarted else list(range(first, total_rounds + 1))

@@ -377,7 +377,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _failure_tolerant_client_manager(
     args: argparse.Namespace, strategy: RecordingFedAvg
 ) -> FailureTolerantClientManager:
-    """Create the client manager, which reports lost clients as client_lost events and never waits forever."""
+    """Create the client manager, which reports lost clients as client_lost events.
+
+    Its waits for clients last at most --client-wait-timeout seconds.
+    """
 
     def report_lost_client(cid: str, available: int) -> None:
         # After the last round, Flower's disconnect_all_clients ends every stream on purpose.

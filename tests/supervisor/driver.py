@@ -1,7 +1,7 @@
 """Run the supervisor's whole run (signals, timeout, summary) with tiny children.
 
 Usage: python -m tests.supervisor.driver SPEC.json -- SUPERVISOR OPTIONS...
-SPEC.json holds {"server": argv, "clients": [[name, argv], ...]}. Without a
+SPEC.json contains {"server": argv, "clients": [[name, argv], ...]}. Without a
 "server" entry the real server workload runs, built from the options, and
 "{address}" in a client's argv becomes its address. The data step is
 skipped and the plan replaced; everything else is the real code path of

@@ -65,7 +65,7 @@ def test_unwritable_run_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_read_only_run_folder_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    # /proc rejects new folders even for root, so this holds in CI too.
+    # /proc rejects new folders even for root, so this is true in CI too.
     assert main(["--dataset", "synthetic", "--run-dir", "/proc/fl-supervisor-run"]) == 2
     assert "cannot write the run folder /proc/fl-supervisor-run" in capsys.readouterr().err
 

@@ -123,7 +123,7 @@ def test_hung_client_without_budget_fails(tmp_path: Path) -> None:
     code, summary = run.finish()
     assert code == 1
     assert "the server lost a client in round 1" in summary["outcome"]["reason"]
-    # The hung client cannot be told apart by the server's report, so none is blamed.
+    # The server's report does not identify the hung client, so none is blamed.
     assert summary["outcome"]["failed_process"] is None
 
 

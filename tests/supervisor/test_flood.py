@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 120.0
 FLOOD_BYTES = 200 * 2**20
 LINE_BYTES = 8 * 1024
-# The supervisor reads 64 KiB chunks and never holds a whole line of output,
+# The supervisor reads 64 KiB chunks and never keeps a whole line of output,
 # so its memory must not grow with the amount a child writes.
 MAX_GROWTH_BYTES = 100 * 2**20
 # Appended to a client's code: exit once the server's port closes.

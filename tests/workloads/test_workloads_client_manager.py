@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
-from flwr.server.client_proxy import ClientProxy
 
+from tests.workloads.flower_fakes import IdleClientProxy
 from workloads.client_manager import ClientWaitTimeoutError, FailureTolerantClientManager
 
 SHORT_WAIT_S = 0.2
-
-
-class IdleClientProxy(ClientProxy):
-    """A registered client that is never asked to do anything in these tests."""
-
-    def get_properties(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def get_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def reconnect(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
 
 def make_manager(

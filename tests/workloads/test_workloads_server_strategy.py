@@ -19,30 +19,11 @@ from flwr.common import (
     parameters_to_ndarrays,
 )
 from flwr.server.client_manager import SimpleClientManager
-from flwr.server.client_proxy import ClientProxy
 
+from tests.workloads.flower_fakes import IdleClientProxy
 from workloads.server import RecordingFedAvg, weighted_accuracy
 
 OK = Status(code=Code.OK, message="")
-
-
-class IdleClientProxy(ClientProxy):
-    """A registered client that is never asked to do anything in these tests."""
-
-    def get_properties(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def get_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def fit(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def evaluate(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
-
-    def reconnect(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
 
 def client_manager(num_clients: int) -> SimpleClientManager:
